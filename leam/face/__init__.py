@@ -1,0 +1,52 @@
+"""Faces in, aligned chips out: detection, landmarks, alignment with the warp kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from leam.face.align import Warp, estimate_warp, warp_to_chip, warp_to_photo
+from leam.face.detect import Face, detect_faces, select_face
+from leam.image import load_image
+from leam.models._registry import AlignmentTemplate
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    """A face cut out for a model: the chip, the warp photo→chip, the detection, the photo's size."""
+
+    chip: np.ndarray  # (H, W, 3) uint8 RGB
+    warp: Warp
+    face: Face
+    photo_shape: tuple[int, int]
+    source: str
+
+
+def align_photo(
+    photo: np.ndarray, template: AlignmentTemplate, source: str = "<array>", largest_face: bool = False
+) -> AlignedFace:
+    """Detect exactly one face in ``photo`` (or the largest) and align it to ``template``."""
+    face = select_face(detect_faces(photo), source, largest=largest_face)
+    warp = estimate_warp(face.landmarks, template)
+    return AlignedFace(warp_to_chip(photo, warp), warp, face, photo.shape[:2], source)
+
+
+def align_file(path: str | Path, template: AlignmentTemplate, largest_face: bool = False) -> AlignedFace:
+    """Load the photo at ``path`` and align its face; errors name the file."""
+    return align_photo(load_image(path), template, str(path), largest_face)
+
+
+__all__ = [
+    "AlignedFace",
+    "Face",
+    "Warp",
+    "align_file",
+    "align_photo",
+    "detect_faces",
+    "estimate_warp",
+    "select_face",
+    "warp_to_chip",
+    "warp_to_photo",
+]

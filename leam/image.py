@@ -1,0 +1,60 @@
+"""Read photos into RGB uint8 arrays, honouring EXIF orientation, with clear errors."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from leam.errors import ImageError
+
+MAX_PIXELS = 60_000_000  # larger images are refused (decompression-bomb guard): ~ 9,500 x 6,300
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The photo at ``path`` as an (H, W, 3) uint8 RGB array, upright per its EXIF orientation.
+
+    Greyscale, RGBA (composited on white), palette, CMYK and 16-bit images are converted; the first
+    frame of an animation is used. Raises ``ImageError`` naming the file for anything unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > max_pixels:
+                    raise ImageError(
+                        f"{path}: {im.width}x{im.height} pixels exceeds the limit of {max_pixels:,}"
+                    )
+                im.seek(0)
+                im.load()
+                return to_rgb(ImageOps.exif_transpose(im))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: unreadable or truncated image ({exc})") from None
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """Any PIL image → (H, W, 3) uint8 RGB."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        scale = 257.0 if a.max() > 255 else 1.0
+        grey = np.clip(np.round(a / scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "P" or im.mode == "LA" or (im.mode == "RGB" and "transparency" in im.info):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()

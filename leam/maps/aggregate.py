@@ -1,0 +1,31 @@
+"""Normalising and aggregating maps (pure functions on tensors)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+AGGREGATIONS = ("mean", "max")
+
+
+def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each map of (N, H, W) to [0, 1]; a constant map becomes all zeros."""
+    flat = maps.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1)
+    span = (flat.max(dim=1).values.view(-1, 1, 1) - lo)
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, (maps - lo) / safe, torch.zeros_like(maps))
+
+
+def aggregate_maps(maps: Mapping[str, torch.Tensor], method: str = "mean") -> torch.Tensor:
+    """Combine normalised per-layer maps {layer: (N, H, W)} into one (N, H, W) map in [0, 1].
+
+    "mean": the mean over layers; "max": LayerCAM's element-wise maximum.
+    """
+    if method not in AGGREGATIONS:
+        raise ValueError(f"expected aggregation in {AGGREGATIONS}, got {method!r}")
+    if not maps:
+        raise ValueError("no maps to aggregate")
+    stacked = torch.stack(list(maps.values()))
+    return stacked.mean(0) if method == "mean" else stacked.max(0).values
