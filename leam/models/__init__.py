@@ -1,5 +1,6 @@
 """Face-recognition models: a registry of specs and factories; one module per family."""
 
+from leam.models import dlib_resnet as _dlib_resnet  # noqa: F401  (registers "dlib-resnet")
 from leam.models._registry import (
     AlignmentTemplate,
     FaceModel,
@@ -10,7 +11,6 @@ from leam.models._registry import (
     model_spec,
     register_model,
 )
-from leam.models import dlib_resnet as _dlib_resnet  # noqa: F401  (registers "dlib-resnet")
 
 DEFAULT_MODEL = "dlib-resnet"
 

@@ -159,7 +159,7 @@ def expected_layers() -> list[str]:
     """dlib's ``anet_type`` as its layer kinds, output-first (the order of the file's version chain)."""
     block = ["affine", "con", "relu", "affine", "con"]
     layers = ["fc", "avg_pool"]
-    for ch, n, stride in reversed(STAGES):
+    for _ch, n, stride in reversed(STAGES):
         for j in reversed(range(n)):
             if j == 0 and stride == 2:  # ares_down: relu<add_prev2<avg_pool<skip1<tag2<block<tag1>>>>>>
                 layers += ["relu", "add_prev", "avg_pool", "skip", "tag", *block, "tag"]

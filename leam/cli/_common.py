@@ -1,0 +1,27 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from leam.models import DEFAULT_MODEL, FaceModel, create_model, list_models
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (one of: {', '.join(list_models())})")
+    p.add_argument("--weights", default=None, help="path to the model's weight file (default: installed)")
+
+
+def load_model(args: argparse.Namespace) -> FaceModel:
+    return create_model(args.model, args.weights)
+
+
+def resolve_layer_args(model: FaceModel, layers: list[str] | None) -> list[str]:
+    """``None`` → the model's default layers; ``["all"]`` → every explainable layer."""
+    if not layers:
+        return list(model.spec.default_layers)
+    if layers == ["all"]:
+        from leam.maps import layer_shapes
+
+        return [name for name, _ in layer_shapes(model.net, model.spec.input_size)]
+    return layers

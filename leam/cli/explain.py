@@ -1,0 +1,38 @@
+"""``leam explain``: LEAM maps of one photo against reference photos of the same person."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leam.cli._common import add_model_options, load_model, resolve_layer_args
+from leam.explain import explain_file
+from leam.image import load_image
+from leam.maps import AGGREGATIONS, DIRECTIONS
+from leam.outputs import write_explanation
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="write LEAM maps of a photo against reference photos")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--reference", nargs="+", required=True, metavar="IMAGE",
+                   help="other photo(s) of the same person; several → their mean embedding")
+    add_model_options(p)
+    p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all' (default: the model's 9)")
+    p.add_argument("--direction", choices=DIRECTIONS, default="loss",
+                   help="'loss': ReLU of d(1-cos)/dA, as the reference study (default); 'similarity': d cos/dA")
+    p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean", help="how layers are combined")
+    p.add_argument("--largest-face", action="store_true", help="with several faces, take the largest")
+    p.add_argument("--out", default="leam-out", help="output folder (default: leam-out)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args)
+    layers = resolve_layer_args(model, args.layers)
+    photo = load_image(args.image)
+    ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate, args.largest_face)
+    write_explanation(ex, args.out, photo)
+    print(f"cosine similarity to the reference: {ex.cosine:.4f}")
+    print(f"wrote {len(layers)} layer maps and the aggregate to {Path(args.out)}/ (see grid.png)")
+    return 0

@@ -1,0 +1,40 @@
+"""The ``leam`` command: one sub-command per module, each a thin wrapper over a plain function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from leam import __version__
+from leam.cli import demo, embed, explain, layers, models
+from leam.errors import LeamError
+
+COMMANDS = (explain, embed, layers, models, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leam", description="LEAM: which parts of a person's face a face-recognition model relies on"
+    )
+    parser.add_argument("--version", action="version", version=f"leam {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LeamError as exc:
+        print(f"leam: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("leam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""``leam demo``: explain every photo of a folder against another photo of the same person.
+
+The output folder holds one sub-folder per photo (as written by ``write_explanation``) and an
+``index.html`` page that shows them all; a re-run skips photos already done.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from tqdm import tqdm
+
+from leam.dataset import identity_folders
+from leam.errors import LeamError
+from leam.explain import embed_faces, explain_face
+from leam.face import align_file
+from leam.image import load_image
+from leam.models import FaceModel
+from leam.outputs import atomic_write_bytes, write_explanation
+
+
+@dataclass
+class DemoItem:
+    identity: str
+    image: Path
+    reference: Path
+    folder: str  # relative to the output root
+    summary: dict | None = None
+    error: str | None = None
+
+
+def plan_demo(data: str | Path, limit: int | None = None) -> list[DemoItem]:
+    """Each image paired with the next image (cyclically) of the same identity."""
+    items = []
+    for identity, images in identity_folders(data).items():
+        if len(images) < 2:
+            continue
+        for i, image in enumerate(images):
+            items.append(DemoItem(identity, image, images[(i + 1) % len(images)], f"{identity}/{image.stem}"))
+    if not items:
+        raise LeamError(f"{data}: no identity folder with at least two images (expected <identity>/<image files>)")
+    return items[:limit] if limit else items
+
+
+def run_demo(
+    model: FaceModel,
+    data: str | Path,
+    out: str | Path,
+    layers: Sequence[str] | None = None,
+    direction: str = "loss",
+    limit: int | None = None,
+    largest_face: bool = True,
+    progress: bool = True,
+) -> list[DemoItem]:
+    """Explain every planned photo into ``out`` and write ``out/index.html``; returns the items."""
+    out = Path(out)
+    items = plan_demo(data, limit)
+    for item in tqdm(items, desc="explaining", unit="photo", disable=not progress):
+        folder = out / item.folder
+        done = folder / "summary.json"
+        if done.is_file():
+            item.summary = json.loads(done.read_text())
+            continue
+        try:
+            photo = load_image(item.image)
+            face = align_file(item.image, model.spec.template, largest_face)
+            ref_face = align_file(item.reference, model.spec.template, largest_face)
+            ref = embed_faces(model, [ref_face])[0]
+            ex = explain_face(model, face, ref, layers, direction, references=[str(item.reference)])
+            item.summary = write_explanation(ex, folder, photo)
+        except LeamError as exc:
+            item.error = str(exc)
+    write_index(items, out, model.spec.name)
+    return items
+
+
+def write_index(items: Sequence[DemoItem], out: Path, model: str) -> Path:
+    """A self-contained HTML page (no remote resources) listing every photo with its pictures."""
+    esc = html.escape
+    ok = [i for i in items if i.summary]
+    failed = [i for i in items if i.error]
+    rows = []
+    for item in ok:
+        href = quote(item.folder)
+        s = item.summary
+        rows.append(
+            "<tr>"
+            f"<td>{esc(item.identity)}</td>"
+            f"<td>{esc(item.image.name)}<br><small>reference: {esc(item.reference.name)}</small></td>"
+            f"<td>{s['cosine_similarity']:.3f}</td><td>{s['euclidean_distance']:.3f}</td>"
+            f'<td><a href="{href}/photo_aggregate.png"><img src="{href}/photo_aggregate.png" height="150"></a></td>'
+            f'<td><a href="{href}/grid.png"><img src="{href}/grid.png" height="150"></a></td>'
+            f'<td><a href="{href}/maps.npz">maps.npz</a> · '
+            f'<a href="{href}/summary.json">summary.json</a> · <a href="{href}/layers/">layers</a></td>'
+            "</tr>"
+        )
+    fail_rows = "".join(f"<li>{esc(str(i.image))}: {esc(i.error or '')}</li>" for i in failed)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>leam demo · {esc(model)}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}}</style></head>
+<body><h1>LEAM maps · model {esc(model)}</h1>
+<p>{len(ok)} photos explained, {len(failed)} failed. Each photo is explained against another photo of the
+same person (the reference). Columns: cosine similarity and Euclidean distance of the two embeddings, the
+aggregate map drawn back onto the photo, and all layers on the aligned face. Each folder holds
+<code>maps.npz</code> (one array per layer plus <code>aggregate</code>, in the aligned frame),
+overlays per layer in <code>layers/</code>, <code>aggregate.png</code>, <code>photo_aggregate.png</code>,
+<code>grid.png</code> and <code>summary.json</code>.</p>
+<table><tr><th>identity</th><th>photo</th><th>cos</th><th>dist</th><th>on the photo</th>
+<th>all layers</th><th>files</th></tr>
+{''.join(rows)}</table>
+<h2>Failed</h2><ul>{fail_rows or '<li>none</li>'}</ul></body></html>
+"""
+    path = out / "index.html"
+    atomic_write_bytes(path, page.encode("utf-8"))
+    return path
