@@ -143,7 +143,7 @@ def test_demo_writes_an_index_and_resumes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     person = sorted(p for p in DEMO.iterdir() if p.is_dir())[0]
     # a hostile identity name, linked (not copied) to real photos
-    odd = data / '<script>alert("x")</script> Zoë'
+    odd = data / '<img src=x onerror=alert(1)> "Zoë" & co'
     odd.mkdir(parents=True)
     for p in sorted(person.iterdir())[:2]:
         (odd / p.name).symlink_to(p)
@@ -153,7 +153,7 @@ def test_demo_writes_an_index_and_resumes(tmp_path: Path) -> None:
     r = leam("demo", data, "--out", out)
     assert r.returncode == 0, r.stderr
     page = (out / "index.html").read_text()
-    assert "<script>alert" not in page and "&lt;script&gt;" in page and "Zoë" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "Zoë" in page
     assert "http://" not in page and "https://" not in page
     summaries = sorted(out.rglob("summary.json"))
     assert len(summaries) == 2
