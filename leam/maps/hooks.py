@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from leam._torch_state import preserved_state
 from leam.errors import LayerError
 
 
@@ -52,11 +53,17 @@ def capture_activations(net: nn.Module, names: Sequence[str]) -> Iterator[dict[s
             handle.remove()
 
 
-def layer_shapes(net: nn.Module, input_size: tuple[int, int]) -> list[tuple[str, tuple[int, ...]]]:
+def layer_shapes(
+    net: nn.Module, input_size: tuple[int, int], channels: int | None = None
+) -> list[tuple[str, tuple[int, ...]]]:
     """Every submodule whose output is a feature map (C, H, W), with that shape, in forward order.
 
-    These are the layers LEAM can explain.
+    These are the layers LEAM can explain. The probe input has ``channels`` channels (default: the
+    first convolution's input channels, else 3).
     """
+    if channels is None:
+        first_conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = first_conv.in_channels if first_conv is not None else 3
     names = [n for n, _ in net.named_modules() if n]
     order: list[tuple[str, tuple[int, ...]]] = []
     modules = dict(net.named_modules())
@@ -69,15 +76,12 @@ def layer_shapes(net: nn.Module, input_size: tuple[int, int]) -> list[tuple[str,
 
         return hook
 
-    was_training = net.training
     try:
         for name in names:
             handles.append(modules[name].register_forward_hook(hook_for(name)))
-        net.eval()
-        with torch.no_grad():
-            net(torch.zeros(1, 3, *input_size))
+        with preserved_state(net), torch.no_grad():
+            net(torch.zeros(1, channels, *input_size))
     finally:
         for handle in handles:
             handle.remove()
-        net.train(was_training)
     return order

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leam.errors import DegenerateReferenceError
+from leam._torch_state import preserved_state
+from leam.errors import DegenerateReferenceError, LayerError
 from leam.maps.aggregate import aggregate_maps, minmax_normalize
 from leam.maps.hooks import capture_activations, resolve_layers
 
@@ -86,29 +87,25 @@ class LEAM:
         if reference.shape[0] != images.shape[0]:
             raise ValueError(f"expected {images.shape[0]} references, got {reference.shape[0]}")
 
-        was_training = self.net.training
-        flags = [(p, p.requires_grad) for p in self.net.parameters()]
-        try:
-            self.net.eval()
-            for p, _ in flags:
-                p.requires_grad_(False)
+        with preserved_state(self.net, eval_mode=True, freeze=True):
             x = images.detach().clone().requires_grad_(True)
             with torch.enable_grad(), capture_activations(self.net, self.layers) as acts:
                 emb = self.net(x)
-                missing = [n for n in self.layers if n not in acts]
-                if missing:
-                    raise ValueError(f"layer(s) {missing} did not run in the forward pass")
+                for name in self.layers:
+                    if name not in acts:
+                        raise LayerError(f"layer {name!r} did not run in the forward pass")
+                    if acts[name].dim() != 4:
+                        raise LayerError(
+                            f"layer {name!r} gives {tuple(acts[name].shape)}, expected a feature map "
+                            "(N, C, h, w); `leam layers` lists the layers that do"
+                        )
                 obj = objective(emb, reference, self.direction)
                 grads = torch.autograd.grad(obj.sum(), [acts[n] for n in self.layers])
-            size = images.shape[-2:]
-            raw = {}
-            for name, grad in zip(self.layers, grads):
-                cam = layer_map(acts[name].detach(), grad).unsqueeze(1)
-                raw[name] = F.interpolate(cam, size=size, mode="bilinear", align_corners=False).squeeze(1)
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
-            self.net.train(was_training)
+        size = images.shape[-2:]
+        raw = {}
+        for name, grad in zip(self.layers, grads):
+            cam = layer_map(acts[name].detach(), grad).unsqueeze(1)
+            raw[name] = F.interpolate(cam, size=size, mode="bilinear", align_corners=False).squeeze(1)
 
         cosine = F.cosine_similarity(emb.detach(), reference, dim=1)
         selfref = (cosine >= SELF_REFERENCE_COS).nonzero().flatten().tolist()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from leam._torch_state import preserved_state
 from leam.errors import ModelError
 
 
@@ -73,13 +74,9 @@ class FaceModel:
     @torch.no_grad()
     def embed(self, chips: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Embeddings (N, D) for aligned uint8 chips (N, H, W, 3)."""
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            x = self.chips_to_tensor(chips)
+        x = self.chips_to_tensor(chips)
+        with preserved_state(self.net):
             out = [self.net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        finally:
-            self.net.train(was_training)
         return torch.cat(out).numpy()
 
 
