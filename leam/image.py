@@ -49,7 +49,8 @@ def to_rgb(im: Image.Image) -> np.ndarray:
     """Any PIL image → (H, W, 3) uint8 RGB."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
-        scale = 257.0 if a.max() > 255 else 1.0
+        # 16-bit modes always span 0..65535; a 32-bit "I" image is taken as 16-bit when it exceeds 8 bits
+        scale = 257.0 if im.mode != "I" or a.max() > 255 else 1.0
         grey = np.clip(np.round(a / scale), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if im.mode == "P" or im.mode == "LA" or (im.mode == "RGB" and "transparency" in im.info):

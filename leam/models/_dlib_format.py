@@ -8,7 +8,12 @@ a packed int16 exponent (value = m * 2**e); strings as a packed length and raw b
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+# dlib writes inf, -inf and NaN as mantissa 0 with these exponents.
+_SPECIAL_EXPONENTS = {32000: math.inf, 32001: -math.inf, 32002: math.nan}
 
 
 class DlibFormatError(ValueError):
@@ -54,6 +59,8 @@ class DlibReader:
     def float(self) -> float:
         mantissa = self.int()
         exponent = self.int()
+        if mantissa == 0 and exponent in _SPECIAL_EXPONENTS:
+            return _SPECIAL_EXPONENTS[exponent]
         return float(np.ldexp(float(mantissa), exponent))
 
     def string(self) -> str:
@@ -83,7 +90,7 @@ class DlibReader:
         dims = tuple(self.int() for _ in range(4))
         if any(d < 0 for d in dims):
             raise DlibFormatError(f"negative tensor dimension {dims} at byte {self.pos}")
-        count = int(np.prod(dims))
+        count = math.prod(dims)
         raw = self._take(4 * count)
         return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(dims)
 

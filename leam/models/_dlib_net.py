@@ -10,6 +10,7 @@ empty tensors). The reader checks every layer name against the expected architec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def _read_con(rd: DlibReader) -> DlibLayer:
     w_shape, b_shape = rd.alias_tensor(), rd.alias_tensor()
     for k in ("lr_mult", "wd_mult", "bias_lr_mult", "bias_wd_mult"):
         f[k] = rd.float()
-    n_w, n_b = int(np.prod(w_shape)), int(np.prod(b_shape))
+    n_w, n_b = math.prod(w_shape), math.prod(b_shape)
     if n_w + n_b != params.size:
         raise DlibFormatError(f"con_ layer: {params.size} params, but filters {w_shape} + biases {b_shape}")
     arrays = {"weight": params[:n_w].reshape(w_shape), "bias": params[n_w:].reshape(-1)}
@@ -55,8 +56,8 @@ def _read_affine(rd: DlibReader) -> DlibLayer:
     params = rd.tensor().reshape(-1)
     g_shape, b_shape = rd.alias_tensor(), rd.alias_tensor()
     mode = rd.int()
-    n_g = int(np.prod(g_shape))
-    if n_g + int(np.prod(b_shape)) != params.size:
+    n_g = math.prod(g_shape)
+    if n_g + math.prod(b_shape) != params.size:
         raise DlibFormatError(f"affine_ layer: {params.size} params, but gamma {g_shape} + beta {b_shape}")
     return DlibLayer("affine", {"mode": mode}, {"gamma": params[:n_g], "beta": params[n_g:]})
 
@@ -76,8 +77,8 @@ def _read_fc(rd: DlibReader) -> DlibLayer:
     f["bias_mode"] = rd.int()
     for k in ("lr_mult", "wd_mult", "bias_lr_mult", "bias_wd_mult"):
         f[k] = rd.float()
-    n_w = int(np.prod(w_shape))
-    if n_w + int(np.prod(b_shape)) != params.size:
+    n_w = math.prod(w_shape)
+    if n_w + math.prod(b_shape) != params.size:
         raise DlibFormatError(f"fc_ layer: {params.size} params, but weights {w_shape} + biases {b_shape}")
     arrays = {"weight": params[:n_w].reshape(w_shape[0], w_shape[1]), "bias": params[n_w:]}
     return DlibLayer("fc", f, arrays)
