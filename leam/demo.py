@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import pandas as pd
 from tqdm import tqdm
 
 from leam.dataset import identity_folders
@@ -20,8 +21,12 @@ from leam.errors import LeamError
 from leam.explain import embed_faces, explain_face
 from leam.face import align_file
 from leam.image import load_image
+from leam.metrics.regions import DEFAULT_THRESHOLDS, identity_summary
 from leam.models import FaceModel
 from leam.outputs import atomic_write_bytes, write_explanation
+from leam.parse import FaceParser, create_parser
+from leam.regions import explanation_regions, parse_face, write_parse, write_regions
+from leam.render import shares_bar_chart
 
 
 @dataclass
@@ -56,9 +61,13 @@ def run_demo(
     limit: int | None = None,
     largest_face: bool = True,
     progress: bool = True,
+    parser: FaceParser | None = None,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
 ) -> list[DemoItem]:
-    """Explain every planned photo into ``out`` and write ``out/index.html``; returns the items."""
+    """Explain every planned photo into ``out`` with its face regions, summarise the regions per
+    identity, and write ``out/index.html``; returns the items."""
     out = Path(out)
+    parser = parser or create_parser()
     items = plan_demo(data, limit)
     for item in tqdm(items, desc="explaining", unit="photo", disable=not progress):
         folder = out / item.folder
@@ -72,11 +81,46 @@ def run_demo(
             ref_face = align_file(item.reference, model.spec.template, largest_face)
             ref = embed_faces(model, [ref_face])[0]
             ex = explain_face(model, face, ref, layers, direction, references=[str(item.reference)])
-            item.summary = write_explanation(ex, folder, photo)
+            labels = parse_face(parser, photo, face)
+            write_parse(labels, face, folder)
+            write_regions(ex, explanation_regions(ex, labels, thresholds), folder)
+            item.summary = write_explanation(ex, folder, photo)  # summary.json last: marks the photo done
         except LeamError as exc:
             item.error = str(exc)
+    summarise_regions(items, out)
     write_index(items, out, model.spec.name)
     return items
+
+
+def summarise_regions(items: Sequence[DemoItem], out: Path, layer: str = "aggregate") -> pd.DataFrame | None:
+    """``regions_all.csv`` (every photo), ``regions_identity.csv`` (mean, std, CV per identity) and
+    one chart per identity (``<identity>/regions_identity.png``) and over all photos."""
+    tables = []
+    for item in items:
+        if item.summary:
+            t = pd.read_csv(out / item.folder / "regions.csv")
+            tables.append(t.assign(identity=item.identity, image=item.image.name))
+    if not tables:
+        return None
+    table = pd.concat(tables, ignore_index=True)
+    atomic_write_bytes(out / "regions_all.csv", table.to_csv(index=False).encode())
+    summary = identity_summary(table)
+    atomic_write_bytes(out / "regions_identity.csv", summary.to_csv(index=False).encode())
+    classes = list(dict.fromkeys(table["class"]))
+    shares = summary[(summary["layer"] == layer) & (summary["measure"] == "share")]
+    for identity, rows in shares.groupby("identity"):
+        means = {p: dict(zip(r["class"], r["mean"])) for p, r in rows.groupby("threshold")}
+        errors = {p: dict(zip(r["class"], r["std"].fillna(0))) for p, r in rows.groupby("threshold")}
+        n = int(rows["images"].max())
+        shares_bar_chart(means, classes, f"{identity}: {layer} map, mean ± std over {n} photos",
+                         out / identity / "regions_identity.png", errors)
+    overall = table[(table["layer"] == layer) & (table["measure"] == "share")]
+    g = overall.groupby(["threshold", "class"])["value"]
+    means = {p: dict(zip(r.index.get_level_values("class"), r)) for p, r in g.mean().groupby(level=0)}
+    errors = {p: dict(zip(r.index.get_level_values("class"), r)) for p, r in g.std().groupby(level=0)}
+    shares_bar_chart(means, classes, f"all photos ({len(tables)}): {layer} map, mean ± std",
+                     out / "regions_overall.png", errors)
+    return table
 
 
 def write_index(items: Sequence[DemoItem], out: Path, model: str) -> Path:
@@ -95,26 +139,47 @@ def write_index(items: Sequence[DemoItem], out: Path, model: str) -> Path:
             f"<td>{s['cosine_similarity']:.3f}</td><td>{s['euclidean_distance']:.3f}</td>"
             f'<td><a href="{href}/photo_aggregate.png"><img src="{href}/photo_aggregate.png" height="150"></a></td>'
             f'<td><a href="{href}/grid.png"><img src="{href}/grid.png" height="150"></a></td>'
+            f'<td><a href="{href}/regions.png"><img src="{href}/regions.png" height="150"></a></td>'
             f'<td><a href="{href}/maps.npz">maps.npz</a> · '
             f'<a href="{href}/summary.json">summary.json</a> · <a href="{href}/layers/">layers</a></td>'
             "</tr>"
         )
     fail_rows = "".join(f"<li>{esc(str(i.image))}: {esc(i.error or '')}</li>" for i in failed)
+    identities = list(dict.fromkeys(i.identity for i in ok))
+    id_rows = "".join(
+        f'<tr><td>{esc(name)}</td><td><a href="{quote(name)}/regions_identity.png">'
+        f'<img src="{quote(name)}/regions_identity.png" height="170"></a></td></tr>'
+        for name in identities
+        if (out / name / "regions_identity.png").is_file()
+    )
+    overall = '<p><img src="regions_overall.png" height="260"></p>' if (out / "regions_overall.png").is_file() else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>leam demo · {esc(model)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
 td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}}</style></head>
 <body><h1>LEAM maps · model {esc(model)}</h1>
 <p>{len(ok)} photos explained, {len(failed)} failed. Each photo is explained against another photo of the
-same person (the reference). Columns: cosine similarity and Euclidean distance of the two embeddings, the
-aggregate map drawn back onto the photo, and all layers on the aligned face. Each folder holds
-<code>maps.npz</code> (one array per layer plus <code>aggregate</code>, in the aligned frame),
-overlays per layer in <code>layers/</code>, <code>aggregate.png</code>, <code>photo_aggregate.png</code>,
-<code>grid.png</code> and <code>summary.json</code>.</p>
+same person (the reference). Contents: <a href="#photos">per photo</a> · <a href="#identities">per identity</a>
+· <a href="#failed">failed</a> · tables <a href="regions_all.csv">regions_all.csv</a> (every photo, layer,
+class and threshold) and <a href="regions_identity.csv">regions_identity.csv</a> (mean, std and coefficient
+of variation per identity).</p>
+<h2>Face regions over all photos</h2>
+<p>Share of the aggregate map's top-p % pixels falling in each face region (mean ± std over photos).</p>
+{overall}
+<h2 id="photos">Per photo</h2>
+<p>Columns: cosine similarity and Euclidean distance of the two embeddings, the aggregate map drawn back
+onto the photo, all layers on the aligned face, and the face regions with their shares of the top pixels.
+Each folder holds <code>maps.npz</code> (one array per layer plus <code>aggregate</code>, in the aligned
+frame), overlays per layer in <code>layers/</code>, <code>aggregate.png</code>,
+<code>photo_aggregate.png</code>, <code>grid.png</code>, the label map <code>labels.png</code>
+(<code>legend.json</code>), <code>regions.csv</code>, <code>regions.png</code> and
+<code>summary.json</code>.</p>
 <table><tr><th>identity</th><th>photo</th><th>cos</th><th>dist</th><th>on the photo</th>
-<th>all layers</th><th>files</th></tr>
+<th>all layers</th><th>face regions</th><th>files</th></tr>
 {''.join(rows)}</table>
-<h2>Failed</h2><ul>{fail_rows or '<li>none</li>'}</ul></body></html>
+<h2 id="identities">Per identity</h2>
+<table>{id_rows}</table>
+<h2 id="failed">Failed</h2><ul>{fail_rows or '<li>none</li>'}</ul></body></html>
 """
     path = out / "index.html"
     atomic_write_bytes(path, page.encode("utf-8"))

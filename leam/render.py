@@ -65,3 +65,86 @@ def grid_figure(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def label_overlay(image: np.ndarray, label_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a palette picture of a label map over an RGB image."""
+    return ((1 - alpha) * image.astype(np.float64) + alpha * label_rgb).round().clip(0, 255).astype(np.uint8)
+
+
+def legend_handles(classes: list[str]) -> list:
+    from matplotlib.patches import Patch
+
+    from leam.parse import PALETTE
+
+    return [Patch(color=np.array(PALETTE[c]) / 255.0, label=c) for c in classes]
+
+
+def _share_bars(
+    ax: plt.Axes,
+    means: Mapping[float, Mapping[str, float]],
+    classes: list[str],
+    errors: Mapping[float, Mapping[str, float]] | None = None,
+) -> None:
+    """Grouped bars on ``ax``: per class, its (mean) share of the top-p % pixels at each threshold."""
+    thresholds = sorted(means)
+    width = 0.8 / len(thresholds)
+    x = np.arange(len(classes))
+    cmap = colormaps["viridis"]
+    for i, p in enumerate(thresholds):
+        heights = [means[p].get(c, np.nan) for c in classes]
+        err = None if errors is None else [errors[p].get(c, np.nan) for c in classes]
+        ax.bar(x + (i - (len(thresholds) - 1) / 2) * width, heights, width, yerr=err, capsize=1.5,
+               label=f"top {p:g}%", color=cmap(i / max(1, len(thresholds) - 1)), error_kw={"elinewidth": 0.6})
+    ax.set_xticks(x, classes, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("share of the top pixels")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def regions_figure(
+    chip: np.ndarray,
+    label_rgb: np.ndarray,
+    classes: list[str],
+    values: np.ndarray,
+    shares: Mapping[float, Mapping[str, float]],
+    title: str,
+    path: str | Path,
+) -> None:
+    """Parsing overlay, map overlay with its top pixels outlined, and class shares per threshold."""
+    from leam.metrics.regions import top_mask
+
+    fig = plt.figure(figsize=(13, 4.4))
+    grid = fig.add_gridspec(1, 4, width_ratios=[1, 1, 0.05, 2.6])
+    ax0, ax1, ax2 = fig.add_subplot(grid[0]), fig.add_subplot(grid[1]), fig.add_subplot(grid[3])
+    ax0.imshow(label_overlay(chip, label_rgb))
+    ax0.set_title("face regions", fontsize=9)
+    ax0.legend(handles=legend_handles(classes), fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3)
+    ax1.imshow(overlay(chip, values))
+    smallest = min(shares)
+    ax1.contour(top_mask(values, smallest), levels=[0.5], colors="white", linewidths=0.8)
+    ax1.set_title(f"map (white: top {smallest:g}% pixels)", fontsize=9)
+    for ax in (ax0, ax1):
+        ax.axis("off")
+    _share_bars(ax2, shares, classes)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def shares_bar_chart(
+    means: Mapping[float, Mapping[str, float]],
+    classes: list[str],
+    title: str,
+    path: str | Path,
+    errors: Mapping[float, Mapping[str, float]] | None = None,
+) -> None:
+    """One chart of (mean ± std) shares per class and threshold, e.g. over an identity's photos."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    _share_bars(ax, means, classes, errors)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

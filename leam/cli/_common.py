@@ -25,3 +25,16 @@ def resolve_layer_args(model: FaceModel, layers: list[str] | None) -> list[str]:
 
         return [name for name, _ in layer_shapes(model.net, model.spec.input_size)]
     return layers
+
+
+def add_parser_options(p: argparse.ArgumentParser) -> None:
+    from leam.parse import DEFAULT_PARSER, list_parsers
+
+    p.add_argument("--parser", default=DEFAULT_PARSER, help=f"face parser (one of: {', '.join(list_parsers())})")
+    p.add_argument("--parser-weights", default=None, help="weight file for parsers that need one (e.g. bisenet)")
+
+
+def load_parser(args: argparse.Namespace):
+    from leam.parse import create_parser
+
+    return create_parser(args.parser, args.parser_weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leam.cli._common import add_model_options, load_model, resolve_layer_args
+from leam.cli._common import add_model_options, add_parser_options, load_model, load_parser, resolve_layer_args
 from leam.demo import run_demo
 from leam.maps import DIRECTIONS
 
@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="explain a whole folder <identity>/<image files> into an HTML index")
     p.add_argument("data", metavar="FOLDER", help="photos laid out as <identity>/<image files>")
     add_model_options(p)
+    add_parser_options(p)
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all'")
     p.add_argument("--direction", choices=DIRECTIONS, default="loss")
     p.add_argument("--limit", type=int, default=None, help="explain at most this many photos")
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     layers = resolve_layer_args(model, args.layers)
-    items = run_demo(model, args.data, args.out, layers, args.direction, args.limit)
+    items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, parser=load_parser(args))
     failed = sum(1 for i in items if i.error)
     print(f"explained {len(items) - failed} photos ({failed} failed); open {Path(args.out) / 'index.html'}")
     return 0

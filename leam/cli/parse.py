@@ -1,0 +1,37 @@
+"""``leam parse``: the face-region label map of a photo, in a model's aligned frame."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leam.cli._common import add_model_options, add_parser_options, load_parser
+from leam.face import align_file
+from leam.image import load_image
+from leam.models import model_spec
+from leam.regions import parse_face, write_parse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("parse", help="write a photo's face-region label map and overlay")
+    p.add_argument("image", metavar="IMAGE")
+    add_parser_options(p)
+    add_model_options(p)
+    p.add_argument("--largest-face", action="store_true", help="with several faces, take the largest")
+    p.add_argument("--out", default="leam-parse", help="output folder (default: leam-parse)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    template = model_spec(args.model).template
+    photo = load_image(args.image)
+    face = align_file(args.image, template, args.largest_face)
+    labels = parse_face(load_parser(args), photo, face)
+    write_parse(labels, face, args.out)
+    counts = {c: int(labels.mask(c).sum()) for c in labels.categories}
+    total = labels.labels.size
+    print(f"parser {labels.parser}, aligned frame of {args.model} ({template.size[1]}x{template.size[0]}):")
+    for c, n in counts.items():
+        print(f"  {c:<12} {100 * n / total:5.1f}% of the chip")
+    print(f"wrote labels.png, labels_rgb.png, parse_overlay.png, legend.json to {Path(args.out)}/")
+    return 0

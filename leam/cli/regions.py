@@ -1,0 +1,46 @@
+"""``leam regions``: which face regions the LEAM maps of a photo pick out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leam.cli._common import add_model_options, add_parser_options, load_model, load_parser, resolve_layer_args
+from leam.explain import explain_file
+from leam.image import load_image
+from leam.maps import DIRECTIONS
+from leam.metrics.regions import DEFAULT_THRESHOLDS
+from leam.outputs import write_explanation
+from leam.regions import explanation_regions, parse_face, write_parse, write_regions
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("regions", help="share of the most activated pixels in each face region")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--reference", nargs="+", required=True, metavar="IMAGE", help="other photo(s) of the person")
+    add_model_options(p)
+    add_parser_options(p)
+    p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all' (default: the model's 9)")
+    p.add_argument("--direction", choices=DIRECTIONS, default="loss")
+    p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P",
+                   help="top-p %% thresholds (default: 1 5 10 25 50 100)")
+    p.add_argument("--largest-face", action="store_true", help="with several faces, take the largest")
+    p.add_argument("--out", default="leam-regions", help="output folder (default: leam-regions)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args)
+    parser = load_parser(args)
+    layers = resolve_layer_args(model, args.layers)
+    photo = load_image(args.image)
+    ex = explain_file(model, args.image, args.reference, layers, args.direction, largest_face=args.largest_face)
+    labels = parse_face(parser, photo, ex.aligned)
+    result = explanation_regions(ex, labels, args.thresholds)
+    write_explanation(ex, args.out, photo)
+    write_parse(labels, ex.aligned, args.out)
+    write_regions(ex, result, args.out)
+    print(f"aggregate map of {len(layers)} layers, parser {labels.parser}:")
+    print((result.pivot("aggregate") * 100).round(1).to_string())
+    print(f"(percent; wrote regions.csv and regions.png with the maps to {Path(args.out)}/)")
+    return 0

@@ -1,0 +1,93 @@
+"""Which face regions a map picks out: shares of its top-p % pixels and its mass per class."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from leam.parse._labels import LabelMap
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = (1, 5, 10, 25, 50, 100)
+TABLE_COLUMNS = ["layer", "class", "measure", "threshold", "value"]
+
+
+def top_count(n_pixels: int, percent: float) -> int:
+    """How many pixels make the top ``percent`` % of ``n_pixels``: ceil, at least 1."""
+    if not 0 < percent <= 100:
+        raise ValueError(f"expected a threshold in (0, 100] percent, got {percent}")
+    return max(1, math.ceil(n_pixels * percent / 100.0 - 1e-9))
+
+
+def top_mask(values: np.ndarray, percent: float) -> np.ndarray:
+    """Boolean mask of the top ``percent`` % most activated pixels of a 2-D map.
+
+    Ties are broken deterministically by raster order (the earlier pixel wins).
+    """
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    if not np.isfinite(flat).all():
+        raise ValueError("map holds NaN or infinite values")
+    order = np.argsort(-flat, kind="stable")
+    mask = np.zeros(flat.size, dtype=bool)
+    mask[order[: top_count(flat.size, percent)]] = True
+    return mask.reshape(np.shape(values))
+
+
+def region_shares(values: np.ndarray, labels: LabelMap, thresholds: Iterable[float]) -> dict[float, dict[str, float]]:
+    """{threshold: {class: share of the top-p % pixels falling in class}} over the parser's classes."""
+    _check_shapes(values, labels)
+    masks = {c: labels.mask(c) for c in labels.categories}
+    out = {}
+    for p in thresholds:
+        top = top_mask(values, p)
+        n = top.sum()
+        out[float(p)] = {c: float((top & m).sum() / n) for c, m in masks.items()}
+    return out
+
+
+def region_mass(values: np.ndarray, labels: LabelMap) -> dict[str, float]:
+    """{class: sum of the map inside the class / sum of the map}; NaN for an all-zero map."""
+    _check_shapes(values, labels)
+    v = np.asarray(values, dtype=np.float64)
+    total = v.sum()
+    return {c: float(v[labels.mask(c)].sum() / total) if total > 0 else math.nan for c in labels.categories}
+
+
+def region_table(
+    maps: Mapping[str, np.ndarray], labels: LabelMap, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+) -> pd.DataFrame:
+    """Long table (layer, class, measure, threshold, value) for every map: "share" at each
+    threshold (percent) and "mass" (threshold NaN)."""
+    rows = []
+    for layer, values in maps.items():
+        for p, shares in region_shares(values, labels, thresholds).items():
+            rows += [(layer, c, "share", p, s) for c, s in shares.items()]
+        rows += [(layer, c, "mass", math.nan, m) for c, m in region_mass(values, labels).items()]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def identity_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per identity, layer, class, measure and threshold: mean over images, std, and the coefficient
+    of variation (sample std / mean; NaN when the mean is 0). ``table`` needs ``identity`` and ``image``
+    columns beside ``TABLE_COLUMNS``."""
+    keys = ["identity", "layer", "class", "measure", "threshold"]
+    g = table.groupby(keys, dropna=False, sort=True)["value"]
+    out = g.agg(images="count", mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else math.nan)
+    out["cv"] = np.where(out["mean"] > 0, out["std"] / out["mean"].where(out["mean"] > 0), math.nan)
+    return out.reset_index()
+
+
+def share_pivot(table: pd.DataFrame, layer: str = "aggregate") -> pd.DataFrame:
+    """Classes × thresholds of the "share" measure for one layer (plus a "mass" column)."""
+    t = table[table["layer"] == layer]
+    shares = t[t["measure"] == "share"].pivot_table(index="class", columns="threshold", values="value", sort=False)
+    shares.columns = [f"top {c:g}%" for c in shares.columns]
+    mass = t[t["measure"] == "mass"].set_index("class")["value"].rename("mass")
+    return shares.join(mass)
+
+
+def _check_shapes(values: np.ndarray, labels: LabelMap) -> None:
+    if np.shape(values) != labels.labels.shape:
+        raise ValueError(f"map shape {np.shape(values)} differs from label map shape {labels.labels.shape}")
