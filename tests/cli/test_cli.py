@@ -157,6 +157,44 @@ def test_demo_writes_an_index_and_resumes(tmp_path: Path) -> None:
     assert "http://" not in page and "https://" not in page
     summaries = sorted(out.rglob("summary.json"))
     assert len(summaries) == 2
+    for s in summaries:
+        assert (s.parent / "regions.csv").is_file() and (s.parent / "regions.png").is_file()
+    assert (odd / "..").resolve() == data.resolve()
+    assert (out / odd.name / "regions_identity.png").is_file() and (out / "regions_identity.csv").is_file()
     stamp = [s.stat().st_mtime_ns for s in summaries]
     r = leam("demo", data, "--out", out)  # resume: nothing redone
     assert r.returncode == 0 and [s.stat().st_mtime_ns for s in summaries] == stamp
+
+
+@needs_data
+def test_parse_writes_palette_labels_and_legend(tmp_path: Path) -> None:
+    from leam.parse import CLASSES, UNLABELLED
+
+    r = leam("parse", person_photos(1)[0], "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    labels = Image.open(tmp_path / "labels.png")
+    assert labels.mode == "P" and labels.size == (150, 150)
+    values = set(np.unique(np.asarray(labels)).tolist())
+    legend = json.loads((tmp_path / "legend.json").read_text())
+    assert values <= {v["value"] for v in legend["classes"].values()} | {UNLABELLED}
+    assert legend["classes"]["nose"]["value"] == CLASSES.index("nose")
+    assert Image.open(tmp_path / "parse_overlay.png").size == (150, 150)
+    assert "nose" in r.stdout
+
+
+@needs_data
+def test_regions_table_and_figure(tmp_path: Path) -> None:
+    import pandas as pd
+
+    a, b = person_photos(2)
+    r = leam("regions", a, "--reference", b, "--thresholds", "1", "10", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp_path / "regions.csv")
+    shares = table[table["measure"] == "share"]
+    assert set(shares["threshold"]) == {1.0, 10.0}
+    assert "hair" not in set(table["class"])  # the landmark parser cannot see hair
+    for (_layer, _p), group in shares.groupby(["layer", "threshold"]):
+        assert group["value"].sum() == pytest.approx(1.0)
+    assert set(table["layer"]) == {*json.loads((tmp_path / "summary.json").read_text())["layers"], "aggregate"}
+    assert Image.open(tmp_path / "regions.png").size[0] > 1000
+    assert "top 1%" in r.stdout and "nose" in r.stdout
