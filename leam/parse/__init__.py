@@ -58,6 +58,22 @@ register_parser(
     "landmarks", "polygons from dlib's 68 landmarks: skin, brows, eyes, nose, lips, mouth (installed)"
 )(lambda weights=None: LandmarkParser())
 
+
+def _register_optional(module: str) -> None:
+    """Import a parser module (it registers itself); a missing third-party package skips it."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "leam":
+            raise
+
+
+_register_optional("leam.parse.bisenet")
+_register_optional("leam.parse.farl")
+_register_optional("leam.parse.mediapipe_face")
+
 __all__ = [
     "CLASSES",
     "DEFAULT_PARSER",
