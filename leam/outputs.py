@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def write_explanation(ex: Explanation, out: str | Path, photo: np.ndarray | None
 
     Image.fromarray(chip).save(out / "chip.png")
     for name, m in ex.maps.items():
-        rel = f"layers/{name}.png"
+        rel = f"layers/{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.png"  # ONNX layer names hold '/'"
         Image.fromarray(overlay(chip, m)).save(out / rel)
         files[f"overlay:{name}"] = rel
     Image.fromarray(overlay(chip, ex.aggregate)).save(out / "aggregate.png")

@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import argparse
 
+from leam.errors import ModelError
 from leam.models import DEFAULT_MODEL, FaceModel, create_model, list_models
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (one of: {', '.join(list_models())})")
+    from leam.models.external import PRESETS
+
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (one of: {', '.join(list_models())})")
+    which.add_argument("--model-file", metavar="PATH", default=None,
+                       help="an ONNX (.onnx) or TorchScript model file instead of a registered model")
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="with --model-file: input size, colour order, normalisation, alignment (default: "
+                        "arcface; arcface-raw for an ONNX graph that normalises its input, as insightface decides)")
     p.add_argument("--weights", default=None, help="path to the model's weight file (default: installed)")
 
 
 def load_model(args: argparse.Namespace) -> FaceModel:
+    if getattr(args, "model_file", None):
+        if args.weights:
+            raise ModelError("--weights goes with --model; a --model-file holds its own weights")
+        from leam.models.external import load_model_file
+
+        return load_model_file(args.model_file, args.preset)
+    if getattr(args, "preset", None):
+        raise ModelError("--preset goes with --model-file; registered models have their own")
     return create_model(args.model, args.weights)
 
 

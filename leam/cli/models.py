@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from leam.models import default_weights_path, list_models, model_spec
+from leam.models import PRESETS, default_weights_path, list_models, model_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,4 +18,7 @@ def run(args: argparse.Namespace) -> int:
         path = default_weights_path(name)
         status = f"weights found: {path}" if path else f"weights missing: {spec.weights_hint}"
         print(f"{name}: {spec.description}\n    {status}")
+    print("any ONNX or TorchScript file: --model-file PATH --preset NAME, with presets:")
+    for preset in PRESETS.values():
+        print(f"  {preset.name}: {preset.description}")
     return 0

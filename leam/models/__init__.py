@@ -1,6 +1,8 @@
 """Face-recognition models: a registry of specs and factories; one module per family."""
 
 from leam.models import dlib_resnet as _dlib_resnet  # noqa: F401  (registers "dlib-resnet")
+from leam.models import facenet as _facenet  # noqa: F401  (registers "facenet")
+from leam.models import iresnet as _iresnet  # noqa: F401  (registers "iresnet18/34/50/100")
 from leam.models._registry import (
     AlignmentTemplate,
     FaceModel,
@@ -11,6 +13,7 @@ from leam.models._registry import (
     model_spec,
     register_model,
 )
+from leam.models.external import PRESETS, Preset, from_module, load_model_file
 
 DEFAULT_MODEL = "dlib-resnet"
 
@@ -19,9 +22,13 @@ __all__ = [
     "AlignmentTemplate",
     "FaceModel",
     "ModelSpec",
+    "PRESETS",
+    "Preset",
     "create_model",
     "default_weights_path",
+    "from_module",
     "list_models",
+    "load_model_file",
     "model_spec",
     "register_model",
 ]

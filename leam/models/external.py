@@ -1,0 +1,329 @@
+"""Models a user brings: ONNX files (through onnx2torch), TorchScript files, any ``torch.nn.Module``.
+
+Each becomes a differentiable ``FaceModel`` whose layers LEAM can hook. What the file cannot say
+(input size, colour order, normalisation, alignment) comes from a ``Preset``; the embedding size and
+the default layers are found by running the model once.
+
+>>> model = load_model_file("w600k_r50.onnx", preset="arcface")      # doctest: +SKIP
+>>> model = from_module(my_net, preset="arcface")                     # doctest: +SKIP
+
+TorchScript runs compiled code that Python hooks cannot reach, so a TorchScript model is exported
+to ONNX in memory and converted like an ONNX file. Pickled whole-model ``.pth`` files are never
+unpickled: only TorchScript archives and ONNX files are model files here; a state dict goes with its
+architecture (``--model iresnet50 --weights backbone.pth``).
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from leam._torch_state import preserved_state
+from leam.errors import ModelError
+from leam.models import _onnx
+from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec
+from leam.models.iresnet import (
+    ARCFACE_TEMPLATE,
+    DEPTHS,
+    expected_state,
+    load_weights_only,
+    state_dict_mismatch,
+)
+
+N_DEFAULT_LAYERS = 9
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How to feed a model file: chip size and alignment, the colour order the model expects, and
+    ``(x - mean) / std`` applied per channel (in the model's colour order) to values in [0, 255]."""
+
+    name: str
+    description: str
+    input_size: tuple[int, int]  # (height, width)
+    color_order: str  # "RGB" or "BGR"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    template: AlignmentTemplate
+    threshold: float = 0.3  # typical cosine threshold of ArcFace-style models; model-dependent
+    threshold_metric: str = "cosine"
+
+    @property
+    def normalization(self) -> str:
+        return f"{self.color_order} (x - {list(self.mean)}) / {list(self.std)}"
+
+
+PRESETS = {
+    "arcface": Preset(
+        "arcface",
+        "insightface ArcFace models (arcface_torch, w600k_r50.onnx, ...): 112x112 RGB, (x - 127.5) / 127.5",
+        (112, 112), "RGB", (127.5,) * 3, (127.5,) * 3, ARCFACE_TEMPLATE,
+    ),
+    "arcface-raw": Preset(
+        "arcface-raw",
+        "ArcFace models whose graph normalises its input itself: 112x112 RGB in [0, 255] as it is",
+        (112, 112), "RGB", (0.0,) * 3, (1.0,) * 3, ARCFACE_TEMPLATE,
+    ),
+    "arcface-bgr": Preset(
+        "arcface-bgr",
+        "ArcFace-aligned models trained on BGR images (e.g. AdaFace): 112x112 BGR, (x - 127.5) / 127.5",
+        (112, 112), "BGR", (127.5,) * 3, (127.5,) * 3, ARCFACE_TEMPLATE,
+    ),
+}
+
+
+def get_preset(preset: str | Preset) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    try:
+        return PRESETS[preset]
+    except KeyError:
+        raise ModelError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}") from None
+
+
+class InputTransform(nn.Module):
+    """leam's RGB chips in [0, 255] → the model's colour order, then ``(x - mean) / std``."""
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        self.bgr = preset.color_order == "BGR"
+        self.register_buffer("mean", torch.tensor(preset.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(preset.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bgr:
+            x = x.flip(1)
+        return (x - self.mean) / self.std
+
+
+class ExternalNet(nn.Module):
+    """``input_transform`` then the user's model, with the model's own layer names.
+
+    The model's children are registered here under their own names (the same objects), so the
+    layers of ``ExternalNet`` are named as in the model; the model itself is registered last as
+    ``source_model`` for its own parameters and mode. With ``one_at_a_time`` (a model exported for
+    batch size 1) a batch runs image by image.
+    """
+
+    def __init__(self, model: nn.Module, preset: Preset, one_at_a_time: bool = False) -> None:
+        super().__init__()
+        children = dict(model.named_children())
+        taken = {"input_transform", "source_model"} & set(children)
+        if taken:
+            raise ModelError(f"the model has a submodule named {taken.pop()!r}, a name leam's wrapper uses")
+        self.input_transform = InputTransform(preset)
+        for name, child in children.items():
+            self.add_module(name, child)
+        self.source_model = model
+        self.one_at_a_time = one_at_a_time
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_transform(x)
+        if self.one_at_a_time and x.shape[0] > 1:
+            return torch.cat([self.source_model(xi) for xi in x.split(1)])
+        return self.source_model(x)
+
+
+# ------------------------------------------------------------------------------- default layers
+
+
+def spread_layers(names: Sequence[str], n: int = N_DEFAULT_LAYERS) -> list[str]:
+    """``n`` names evenly spaced from the first to the last (all of them when there are ≤ n).
+
+    >>> spread_layers([f"l{i}" for i in range(13)], 5)
+    ['l0', 'l3', 'l6', 'l9', 'l12']
+    """
+    if len(names) <= n:
+        return list(names)
+    if n == 1:
+        return [names[-1]]
+    return [names[int(i * (len(names) - 1) / (n - 1) + 0.5)] for i in range(n)]
+
+
+def probe(net: nn.Module, input_size: tuple[int, int]) -> tuple[list[str], tuple[int, ...]]:
+    """Run ``net`` once on a zero image (1, 3, H, W): the modules that output a new feature map
+    (N, C, h, w) and run once, in the order they finish (a container that returns its last child's
+    tensor is left out), and the output's shape."""
+    found: list[str] = []
+    calls: dict[str, int] = {}
+    seen: dict[int, torch.Tensor] = {}  # outputs kept alive so that their ids stay unique
+
+    def hook_for(name: str):
+        def hook(_m: nn.Module, _i: tuple, out: object) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and id(out) not in seen:
+                seen[id(out)] = out
+                found.append(name)
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in net.named_modules() if n and n != "input_transform"]
+    try:
+        out = _run(net, 1, input_size)
+    finally:
+        for h in handles:
+            h.remove()
+    return [n for n in found if calls[n] == 1], tuple(out.shape)
+
+
+def _run(net: nn.Module, batch: int, input_size: tuple[int, int]) -> torch.Tensor:
+    try:
+        with preserved_state(net), torch.no_grad():
+            out = net(torch.zeros(batch, 3, *input_size))
+    except Exception as exc:  # noqa: BLE001 - any failure of a user's model is reported as a ModelError
+        raise ModelError(f"the model fails on a ({batch}, 3, {input_size[0]}, {input_size[1]}) input: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(f"the model returns {type(out).__name__}, expected an embedding tensor (N, D)")
+    return out
+
+
+# ------------------------------------------------------------------------------- from a module
+
+
+def from_module(
+    net: nn.Module,
+    preset: str | Preset = "arcface",
+    name: str | None = None,
+    one_at_a_time: bool = False,
+    source: Path | None = None,
+    kind: str = "module",
+) -> FaceModel:
+    """Wrap any ``nn.Module`` that maps a normalised (N, 3, H, W) batch to (N, D) embeddings.
+
+    The preset's colour order and normalisation are applied in front of it (leam feeds RGB in
+    [0, 255]); a TorchScript module is converted through ONNX so its layers can be hooked.
+    """
+    preset = get_preset(preset)
+    if isinstance(net, torch.jit.ScriptModule):
+        return _from_torchscript(net, preset, name or type(net).__name__, source)
+    wrapped = ExternalNet(net, preset, one_at_a_time)  # modes untouched: leam runs it in eval mode, restoring them
+    layers, out_shape = probe(wrapped, preset.input_size)
+    two = tuple(_run(wrapped, 2, preset.input_size).shape)
+    if len(out_shape) != 2 or two != (2, out_shape[1]):
+        raise ModelError(f"the model returns shapes {out_shape} and {two} for 1 and 2 images, "
+                         "expected embeddings (N, D)")
+    if not layers:
+        raise ModelError("the model has no submodule that outputs a feature map (N, C, H, W) to explain")
+    label = name or (source.name if source else type(net).__name__)
+    spec = ModelSpec(
+        name=label,
+        description=f"{kind} {label} with preset {preset.name}",
+        input_size=preset.input_size,
+        color_order=preset.color_order,
+        normalization=preset.normalization,
+        template=preset.template,
+        embedding_size=out_shape[1],
+        default_layers=tuple(spread_layers(layers)),
+        threshold=preset.threshold,
+        threshold_metric=preset.threshold_metric,
+        weights_hint=f"in {source}" if source else "given as a Python module",
+    )
+    return FaceModel(spec, wrapped, source, {"kind": kind, "preset": preset.name})
+
+
+# ------------------------------------------------------------------------------- ONNX
+
+
+def _from_onnx_model(model, preset: Preset, label: str, source: Path | None, kind: str) -> FaceModel:
+    dims = _onnx.input_dims(model, label)
+    if len(dims) != 4 or dims[1] not in (3, None):
+        raise ModelError(f"{label} takes input of shape {dims}, expected (N, 3, H, W)")
+    size = tuple(dims[2:])
+    if all(size) and size != preset.input_size:
+        raise ModelError(f"{label} takes {size[0]}x{size[1]} images, but preset {preset.name!r} gives "
+                         f"{preset.input_size[0]}x{preset.input_size[1]}")
+    graph_module = _onnx.to_torch(model, label)
+    return from_module(graph_module, preset, label, one_at_a_time=dims[0] == 1, source=source, kind=kind)
+
+
+def load_onnx(path: str | Path, preset: str | Preset | None = None) -> FaceModel:
+    """An ONNX face-recognition model as a differentiable module (onnx2torch).
+
+    Without a preset, insightface's own rule picks one: ``arcface-raw`` when Sub and Mul nodes open
+    the graph (it normalises its input itself), else ``arcface``.
+    """
+    path = _existing(path)
+    onnx, _ = _onnx.import_onnx()
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ModelError(f"{path} is not an ONNX model: {type(exc).__name__}: {exc}") from None
+    if preset is None:
+        preset = "arcface-raw" if _onnx.normalises_itself(model) else "arcface"
+    return _from_onnx_model(model, get_preset(preset), path.name, path, "ONNX model")
+
+
+# ------------------------------------------------------------------------------- TorchScript
+
+
+def _from_torchscript(net: torch.jit.ScriptModule, preset: Preset, label: str, source: Path | None) -> FaceModel:
+    """Python hooks cannot reach into TorchScript: export it to ONNX in memory, convert that."""
+    model = _onnx.torchscript_to_onnx(net, preset.input_size, label)
+    return _from_onnx_model(model, preset, label, source, "TorchScript model")
+
+
+def load_torchscript(path: str | Path, preset: str | Preset | None = None) -> FaceModel:
+    """A TorchScript archive (``torch.jit.save``) as a hookable module."""
+    path = _existing(path)
+    if not _is_torchscript(path):
+        raise ModelError(_not_a_model_file(path))
+    try:  # TorchScript's own unpickler: only TorchScript types, no arbitrary Python callables
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.10 deprecates TorchScript
+            net = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{path} is not a loadable TorchScript archive: {type(exc).__name__}: {exc}") from None
+    return _from_torchscript(net, get_preset(preset or "arcface"), path.name, path)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files holding ``<name>/constants.pkl`` and ``<name>/code/``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def _not_a_model_file(path: Path) -> str:
+    """Why ``path`` (neither ONNX nor TorchScript) is refused; a pickle is refused unopened."""
+    generic = f"{path} is not a model file: expected an ONNX file (.onnx) or a TorchScript archive"
+    try:
+        obj = load_weights_only(path)  # raises a ModelError for anything that would need unpickling
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - not a torch file at all
+        return generic
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return generic
+    fits = [d for d in DEPTHS if not state_dict_mismatch(obj, expected_state(d))]
+    hint = f"--model iresnet{fits[0]} --weights {path}" if fits else "--model NAME --weights PATH"
+    return f"{path} is a state dict (weights without an architecture), not a model file; use {hint}"
+
+
+# ------------------------------------------------------------------------------- any file
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    return path
+
+
+def load_model_file(path: str | Path, preset: str | Preset | None = None) -> FaceModel:
+    """An ONNX file (by its ``.onnx`` suffix) or a TorchScript archive (by its content); without a
+    preset, ``arcface`` (or ``arcface-raw`` for an ONNX graph that normalises its input)."""
+    path = _existing(path)
+    if path.suffix.lower() == ".onnx":
+        return load_onnx(path, preset)
+    if _is_torchscript(path):
+        return load_torchscript(path, preset)
+    raise ModelError(_not_a_model_file(path))
