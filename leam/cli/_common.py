@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from leam.errors import ModelError
-from leam.models import DEFAULT_MODEL, FaceModel, create_model, list_models
+from leam.models import DEFAULT_MODEL, AlignmentTemplate, FaceModel, create_model, list_models, model_spec
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,17 @@ def load_model(args: argparse.Namespace) -> FaceModel:
     if getattr(args, "preset", None):
         raise ModelError("--preset goes with --model-file; registered models have their own")
     return create_model(args.model, args.weights)
+
+
+def model_template(args: argparse.Namespace) -> AlignmentTemplate:
+    """The alignment template of the chosen model, without loading weights when it is registered."""
+    if getattr(args, "model_file", None):
+        from leam.models.external import PRESETS
+
+        if args.preset:
+            return PRESETS[args.preset].template
+        return load_model(args).spec.template
+    return model_spec(args.model).template
 
 
 def resolve_layer_args(model: FaceModel, layers: list[str] | None) -> list[str]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leam.cli._common import add_model_options, add_parser_options, load_parser
+from leam.cli._common import add_model_options, add_parser_options, load_parser, model_template
 from leam.face import align_file
 from leam.image import load_image
-from leam.models import model_spec
 from leam.regions import parse_face, write_parse
 
 
@@ -23,14 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    template = model_spec(args.model).template
+    template = model_template(args)
     photo = load_image(args.image)
     face = align_file(args.image, template, args.largest_face)
     labels = parse_face(load_parser(args), photo, face)
     write_parse(labels, face, args.out)
     counts = {c: int(labels.mask(c).sum()) for c in labels.categories}
     total = labels.labels.size
-    print(f"parser {labels.parser}, aligned frame of {args.model} ({template.size[1]}x{template.size[0]}):")
+    print(f"parser {labels.parser}, aligned frame {template.name} ({template.size[1]}x{template.size[0]}):")
     for c, n in counts.items():
         print(f"  {c:<12} {100 * n / total:5.1f}% of the chip")
     print(f"wrote labels.png, labels_rgb.png, parse_overlay.png, legend.json to {Path(args.out)}/")
