@@ -1,0 +1,55 @@
+"""A study's settings: everything that decides its results, saved in ``run.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from leam.metrics.regions import DEFAULT_THRESHOLDS
+from leam.metrics.similarity import EMD_GRID
+
+REFERENCES = ("baseline", "mean")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """``reference``: "baseline" — each identity's first photo (by name) is the reference of the others,
+    as in the reference study; "mean" — each photo against the mean embedding of the identity's other
+    photos (leave-one-out)."""
+
+    data: str
+    models: tuple[str, ...]
+    layers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per model; default: its 9
+    reference: str = "baseline"
+    direction: str = "loss"
+    aggregation: str = "mean"
+    parser: str = "landmarks"
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    occlusion_percents: tuple[float, ...] = (0.5, 1, 2, 5)
+    occlusion_seeds: int = 5
+    pair_thresholds: tuple[float | None, ...] = (None, 1, 5, 10)  # None: the full map
+    pairs: int = 200  # same-identity pairs per model (and as many different-identity pairs)
+    emd_grid: int = EMD_GRID
+    emd_layers: tuple[str, ...] = ("aggregate",)
+    transfer: bool = True
+    largest_face: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reference not in REFERENCES:
+            raise ValueError(f"expected reference in {REFERENCES}, got {self.reference!r}")
+        if not self.models:
+            raise ValueError("expected at least one model")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = {k: list(v) for k, v in self.layers.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StudyConfig:
+        d = dict(d)
+        d["layers"] = {k: tuple(v) for k, v in d.get("layers", {}).items()}
+        for key in ("models", "thresholds", "occlusion_percents", "pair_thresholds", "emd_layers"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)

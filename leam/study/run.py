@@ -1,0 +1,175 @@
+"""Run a study: plan its units, do the ones not done yet (resuming after any interruption), and
+consolidate the tables. The plain function behind ``leam study``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from leam import __version__
+from leam.errors import LeamError
+from leam.models import create_model, model_spec
+from leam.parse import create_parser
+from leam.study.config import StudyConfig
+from leam.study.dataset import load_dataset
+from leam.study.store import RunStore, unit_dir_name
+from leam.study.units import Unit, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng
+
+_CACHE: dict = {}
+
+
+def unit_name(unit: Unit) -> str:
+    return unit_dir_name(*unit.key)
+
+
+def plan(config: StudyConfig, identities: Iterable[str]) -> list[list[Unit]]:
+    """The study's units in three phases: identities × models, then transfer, then pairs."""
+    identities = list(identities)
+    phases = [[Unit("identity", m, i) for m in config.models for i in identities]]
+    if config.transfer and len(config.models) > 1:
+        phases.append([Unit("transfer", m, i) for m in config.models for i in identities])
+    phases.append([Unit("pairs", m) for m in config.models])
+    return phases
+
+
+def _model(name: str):
+    if name not in _CACHE:
+        _CACHE[name] = create_model(name)
+    return _CACHE[name]
+
+
+def _parser(name: str):
+    key = ("parser", name)
+    if key not in _CACHE:
+        _CACHE[key] = create_parser(name)
+    return _CACHE[key]
+
+
+def execute(root: str, config_dict: dict, unit: Unit) -> Unit:
+    """Do one unit and write its files (runs in a worker process or in the caller)."""
+    config = StudyConfig.from_dict(config_dict)
+    store = RunStore(root)
+    rng = unit_rng(config, unit)
+    if unit.kind == "identity":
+        photos = load_dataset_cached(config.data)[unit.identity]
+        tables, arrays = identity_unit(config, _model(unit.model), _parser(config.parser), photos, rng)
+        store.write_unit(unit_name(unit), tables, arrays)
+    elif unit.kind == "transfer":
+        sources = {}
+        for m in config.models:
+            u = unit_name(Unit("identity", m, unit.identity))
+            images = store.unit_table(u, "images")
+            if images is not None and len(images):
+                sources[m] = (images, store.unit_arrays(u))
+        tables = transfer_unit(config, _model(unit.model), unit.identity, sources) if unit.model in sources else {}
+        store.write_unit(unit_name(unit), tables)
+    else:
+        identities = load_dataset_cached(config.data)
+        frames = []
+        for identity in identities:
+            u = unit_name(Unit("identity", unit.model, identity))
+            images = store.unit_table(u, "images")
+            if images is not None and len(images):
+                frames.append(images.assign(unit=u))
+        images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["role"])
+        opened: dict[str, np.lib.npyio.NpzFile] = {}
+
+        def load_map(u: str, index: int, layer: str) -> np.ndarray:
+            if u not in opened:
+                opened[u] = store.unit_arrays(u)
+            return opened[u][f"{index}/{layer}"]
+
+        layers = model_layers(config, _model(unit.model))
+        store.write_unit(unit_name(unit), pairs_unit(config, unit.model, layers, images, load_map, rng))
+    return unit
+
+
+def load_dataset_cached(data: str):
+    key = ("data", data)
+    if key not in _CACHE:
+        _CACHE[key] = load_dataset(data)
+    return _CACHE[key]
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_study(
+    config: StudyConfig,
+    out: str | Path,
+    workers: int = 1,
+    progress: bool = True,
+    on_unit: Callable[[Unit], None] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Run (or resume) the study into ``out``; returns the consolidated tables."""
+    store = RunStore(out)
+    with store.lock():
+        manifest = store.read_manifest()
+        wanted = config.to_dict()
+        if manifest is not None and manifest.get("config") != wanted:
+            raise LeamError(
+                f"{out} holds a run with a different configuration; use another --out folder "
+                "(or the same options to resume it)"
+            )
+        for name in config.models:
+            model_spec(name)  # unknown names fail before any work
+        dataset = load_dataset_cached(config.data)
+        if manifest is None:
+            manifest = {
+                "config": wanted,
+                "leam_version": __version__,
+                "models": {m: _spec_dict(m) for m in config.models},
+                "identities": len(dataset),
+                "photos": sum(len(v) for v in dataset.values()),
+            }
+            store.write_manifest(manifest)
+        store.clean_temporaries()
+        phases = plan(config, dataset)
+        for phase in phases:
+            pending = [u for u in phase if not store.is_done(unit_name(u))]
+            if not pending:
+                continue
+            label = {"identity": "identities × models", "transfer": "transfer", "pairs": "map pairs"}[phase[0].kind]
+            bar = tqdm(total=len(phase), initial=len(phase) - len(pending), desc=label, unit="unit",
+                       disable=not progress, dynamic_ncols=True)
+            with bar:
+                for unit in _run_units(str(out), wanted, pending, workers):
+                    bar.update()
+                    if on_unit:
+                        on_unit(unit)
+        units = [unit_name(u) for phase in phases for u in phase]
+        tables = store.consolidate(units)
+        manifest["finished"] = True
+        manifest["counts"] = {k: len(v) for k, v in tables.items()}
+        store.write_manifest(manifest)
+        return tables
+
+
+def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int) -> Iterable[Unit]:
+    if workers <= 1:
+        for unit in units:
+            yield execute(root, config_dict, unit)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(execute, root, config_dict, u) for u in units]
+        for f in as_completed(futures):
+            yield f.result()
+
+
+def _spec_dict(name: str) -> dict:
+    s = model_spec(name)
+    return {"description": s.description, "input_size": s.input_size, "embedding_size": s.embedding_size,
+            "normalization": s.normalization, "template": s.template.name, "threshold": s.threshold,
+            "threshold_metric": s.threshold_metric, "default_layers": list(s.default_layers)}

@@ -1,0 +1,219 @@
+"""The units of work of a study; each is a pure function of the config and the data, so a unit
+redone after a kill gives the same rows.
+
+- identity unit (model, identity): align, embed, LEAM maps, face regions, occlusion drops;
+- transfer unit (identity, target model): other models' maps occluding this model's input;
+- pairs unit (model): BC / EMD between maps of same-identity and different-identity pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from skimage.transform import AffineTransform, warp
+
+from leam.errors import LeamError
+from leam.face import align_photo
+from leam.image import load_image
+from leam.maps import LEAM
+from leam.maps.leam import SELF_REFERENCE_COS
+from leam.metrics.occlusion import occlusion_drops
+from leam.metrics.regions import region_table
+from leam.metrics.similarity import bhattacharyya, emd
+from leam.models import FaceModel
+from leam.parse import UNLABELLED, FaceParser
+from leam.study.config import StudyConfig
+from leam.study.dataset import Photo
+
+BATCH = 16
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str  # "identity", "transfer" or "pairs"
+    model: str  # the model explained (identity, pairs) or occluded (transfer)
+    identity: str = ""
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.kind, self.model, self.identity)
+
+
+def unit_rng(config: StudyConfig, unit: Unit) -> np.random.Generator:
+    digest = hashlib.sha1("\x1f".join(unit.key).encode()).digest()
+    return np.random.default_rng([config.seed, int.from_bytes(digest[:8], "little")])
+
+
+def model_layers(config: StudyConfig, model: FaceModel) -> list[str]:
+    return list(config.layers.get(model.spec.name) or model.spec.default_layers)
+
+
+def failure(model: str, identity: str, image: str, stage: str, reason: str) -> dict:
+    return {"model": model, "identity": identity, "image": image, "stage": stage, "reason": reason}
+
+
+def identity_unit(
+    config: StudyConfig, model: FaceModel, parser: FaceParser, photos: list[Photo], rng: np.random.Generator
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+    """All per-image results of one identity under one model."""
+    name, identity = model.spec.name, photos[0].identity
+    failures, usable = [], []
+    for p in photos:
+        try:
+            img = load_image(p.path)
+            usable.append((p, img, align_photo(img, model.spec.template, p.name, config.largest_face)))
+        except LeamError as exc:
+            failures.append(failure(name, identity, p.name, "face", str(exc)))
+    if len(usable) < 2:
+        failures.append(failure(name, identity, "", "identity",
+                                f"{len(usable)} usable photo(s); at least 2 are needed for a reference"))
+        return {"failures": pd.DataFrame(failures)}, {}
+
+    emb = model.embed(np.stack([f.chip for _, _, f in usable]))
+    if config.reference == "baseline":
+        targets = list(range(1, len(usable)))
+        refs = {i: emb[0] for i in targets}
+        ref_names = {i: usable[0][0].name for i in targets}
+    else:
+        targets = list(range(len(usable)))
+        refs = {i: np.delete(emb, i, axis=0).mean(0) for i in targets}
+        ref_names = {i: "mean of the others" for i in targets}
+
+    layers = model_layers(config, model)
+    engine = LEAM(model.net, layers, config.direction)
+    image_rows, region_frames, occlusion_rows, arrays = [], [], [], {}
+    if config.reference == "baseline":
+        p0, _, f0 = usable[0]
+        image_rows.append(_image_row(name, p0, f0, "reference", p0.name, 1.0, 0.0, 0))
+        arrays["0/chip"] = f0.chip
+    for start in range(0, len(targets), BATCH):
+        batch = targets[start : start + BATCH]
+        x = model.chips_to_tensor(np.stack([usable[i][2].chip for i in batch]))
+        ref = torch.as_tensor(np.stack([refs[i] for i in batch]), dtype=torch.float32)
+        result = engine(x, ref, allow_self_reference=True)
+        agg = result.aggregate(config.aggregation).numpy()
+        for j, i in enumerate(batch):
+            p, img, face = usable[i]
+            cos = float(result.cosine[j])
+            if cos >= SELF_REFERENCE_COS:
+                failures.append(failure(name, identity, p.name, "reference",
+                                        "the photo equals its reference (cosine 1): no gradient, no map"))
+                continue
+            maps = {layer: result.maps[layer][j].numpy() for layer in layers}
+            labels = parser.parse(img, face)
+            table = region_table({**maps, "aggregate": agg[j]}, labels, config.thresholds)
+            region_frames.append(table.assign(model=name, identity=identity, image=p.name))
+            face_region = labels.labels != UNLABELLED
+            for row in occlusion_drops(model.embed, face.chip, refs[i], agg[j], config.occlusion_percents,
+                                       config.occlusion_seeds, face_region if face_region.any() else None, rng):
+                occlusion_rows.append({"model": name, "identity": identity, "image": p.name, "layer": "aggregate",
+                                       **row})
+            dist = float(np.linalg.norm(emb[i] - refs[i]))
+            image_rows.append(_image_row(name, p, face, "explained", ref_names[i], cos, dist, i))
+            arrays[f"{i}/chip"] = face.chip
+            arrays[f"{i}/ref"] = refs[i].astype(np.float32)
+            arrays[f"{i}/labels"] = labels.labels
+            arrays[f"{i}/aggregate"] = agg[j].astype(np.float16)
+            for layer, m in maps.items():
+                arrays[f"{i}/{layer}"] = m.astype(np.float16)
+    tables = {
+        "images": pd.DataFrame(image_rows),
+        "regions": pd.concat(region_frames, ignore_index=True) if region_frames else pd.DataFrame(),
+        "occlusion": pd.DataFrame(occlusion_rows),
+        "failures": pd.DataFrame(failures),
+    }
+    return tables, arrays
+
+
+def _image_row(model: str, p: Photo, face, role: str, reference: str, cos: float, dist: float, index: int) -> dict:
+    """One photo's row; ``index`` keys its arrays in the unit's ``maps.npz`` (``<index>/<layer>``)."""
+    return {
+        "model": model, "identity": p.identity, "image": p.name, "role": role, "reference": reference,
+        "cosine": cos, "distance": dist, "array_index": index, "warp": face.warp.matrix.ravel().tolist(),
+        "photo_height": face.photo_shape[0], "photo_width": face.photo_shape[1],
+        "box": list(face.face.box), **{f"attr_{k}": v for k, v in p.attrs.items()},
+    }
+
+
+def transfer_unit(
+    config: StudyConfig,
+    target: FaceModel,
+    identity: str,
+    sources: dict[str, tuple[pd.DataFrame, np.lib.npyio.NpzFile]],
+) -> dict[str, pd.DataFrame]:
+    """Occlude ``target``'s chips with every source model's aggregate maps, carried between the two
+    models' aligned frames through the photo (chip A → photo → chip B)."""
+    own_images, own_arrays = sources[target.spec.name]
+    own = own_images[own_images["role"] == "explained"].set_index("image")
+    rows = []
+    for source, (images, arrays) in sources.items():
+        for _, r in images[images["role"] == "explained"].iterrows():
+            if r["image"] not in own.index:
+                continue
+            t = own.loc[r["image"]]
+            to_b = _full(t["warp"]) @ np.linalg.inv(_full(r["warp"]))  # chip A → chip B
+            values = arrays[f"{r['array_index']}/aggregate"].astype(np.float64)
+            moved = warp(values, AffineTransform(matrix=np.linalg.inv(to_b)), output_shape=target.spec.input_size,
+                         order=1, mode="constant", cval=0.0, preserve_range=True)
+            chip = own_arrays[f"{t['array_index']}/chip"]
+            ref = own_arrays[f"{t['array_index']}/ref"]
+            for row in occlusion_drops(target.embed, chip, ref, moved, config.occlusion_percents, seeds=0):
+                rows.append({"identity": identity, "image": r["image"], "source_model": source,
+                             "target_model": target.spec.name, "percent": row["percent"], "drop": row["drop"]})
+    return {"transfer": pd.DataFrame(rows)}
+
+
+def _full(matrix6: list[float]) -> np.ndarray:
+    return np.vstack([np.asarray(matrix6, dtype=np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
+
+
+def sample_pairs(images: pd.DataFrame, count: int, rng: np.random.Generator) -> list[tuple[int, int, str]]:
+    """``count`` same-identity and ``count`` different-identity pairs of explained images (row indices),
+    fewer same pairs when the data has fewer; as many different pairs as same pairs."""
+    explained = images[images["role"] == "explained"].reset_index(drop=True)
+    by_id = explained.groupby("identity").indices
+    same = [(a, b) for idx in by_id.values() for k, a in enumerate(idx) for b in idx[k + 1 :]]
+    if len(same) > count:
+        same = [same[i] for i in sorted(rng.choice(len(same), count, replace=False))]
+    ids = explained["identity"].to_numpy()
+    different: set[tuple[int, int]] = set()
+    if len(by_id) >= 2:
+        attempts = 0
+        while len(different) < len(same) and attempts < 100 * max(1, len(same)):
+            a, b = sorted(rng.choice(len(explained), 2, replace=False).tolist())
+            attempts += 1
+            if ids[a] != ids[b]:
+                different.add((a, b))
+    return [(a, b, "same") for a, b in same] + [(a, b, "different") for a, b in sorted(different)]
+
+
+def pairs_unit(
+    config: StudyConfig, model: str, layers: list[str], images: pd.DataFrame, load_map, rng: np.random.Generator
+) -> dict[str, pd.DataFrame]:
+    """BC (all layers) and EMD (``config.emd_layers``) for sampled pairs at each pair threshold.
+
+    ``images`` holds the model's image rows with a ``unit`` column; ``load_map(unit, index, layer)``
+    returns a map.
+    """
+    explained = images[images["role"] == "explained"].reset_index(drop=True)
+    rows = []
+    for a, b, kind in sample_pairs(images, config.pairs, rng):
+        ra, rb = explained.iloc[a], explained.iloc[b]
+        for layer in [*layers, "aggregate"]:
+            ma = load_map(ra["unit"], ra["array_index"], layer).astype(np.float64)
+            mb = load_map(rb["unit"], rb["array_index"], layer).astype(np.float64)
+            for p in config.pair_thresholds:
+                row = {"model": model, "layer": layer, "threshold": np.nan if p is None else float(p), "kind": kind,
+                       "identity_a": ra["identity"], "image_a": ra["image"],
+                       "identity_b": rb["identity"], "image_b": rb["image"]}
+                try:
+                    row["bc"] = bhattacharyya(ma, mb, p)
+                    row["emd"] = emd(ma, mb, p, grid=config.emd_grid) if layer in config.emd_layers else np.nan
+                except ValueError:  # an all-zero map: no distribution
+                    row["bc"] = row["emd"] = np.nan
+                rows.append(row)
+    return {"pairs": pd.DataFrame(rows)}
