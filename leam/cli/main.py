@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from leam import __version__
-from leam.cli import demo, embed, explain, layers, models, parse, regions
+from leam.cli import demo, embed, explain, layers, models, parse, regions, study, verify
 from leam.errors import LeamError
 
-COMMANDS = (explain, regions, parse, embed, layers, models, demo)
+COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,6 +39,12 @@ class StudyConfig:
             raise ValueError(f"expected reference in {REFERENCES}, got {self.reference!r}")
         if not self.models:
             raise ValueError("expected at least one model")
+        # one spelling for numbers, so a run started from Python and resumed from the CLI agree
+        for key in ("thresholds", "occlusion_percents"):
+            object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
+        pair = tuple(None if v is None else float(v) for v in self.pair_thresholds)
+        object.__setattr__(self, "pair_thresholds", pair)
+        object.__setattr__(self, "models", tuple(self.models))
 
     def to_dict(self) -> dict:
         d = asdict(self)

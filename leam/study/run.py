@@ -3,6 +3,7 @@ consolidate the tables. The plain function behind ``leam study``."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -115,7 +116,7 @@ def run_study(
     store = RunStore(out)
     with store.lock():
         manifest = store.read_manifest()
-        wanted = config.to_dict()
+        wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
         if manifest is not None and manifest.get("config") != wanted:
             raise LeamError(
                 f"{out} holds a run with a different configuration; use another --out folder "

@@ -145,8 +145,9 @@ class RunStore:
             frames = [t for u in units if self.is_done(u) and (t := self.unit_table(u, name)) is not None]
             frames = [f for f in frames if len(f)]
             df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            atomic_write(self.root / "tables" / f"{name}.parquet", parquet_bytes(df))
-            out[name] = df
+            path = self.root / "tables" / f"{name}.parquet"
+            atomic_write(path, parquet_bytes(df))
+            out[name] = pd.read_parquet(path)  # exactly what a reader of the run will see
         return out
 
     def tables(self) -> dict[str, pd.DataFrame]:

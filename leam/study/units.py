@@ -175,6 +175,8 @@ def sample_pairs(images: pd.DataFrame, count: int, rng: np.random.Generator) -> 
     """``count`` same-identity and ``count`` different-identity pairs of explained images (row indices),
     fewer same pairs when the data has fewer; as many different pairs as same pairs."""
     explained = images[images["role"] == "explained"].reset_index(drop=True)
+    if explained.empty:
+        return []
     by_id = explained.groupby("identity").indices
     same = [(a, b) for idx in by_id.values() for k, a in enumerate(idx) for b in idx[k + 1 :]]
     if len(same) > count:

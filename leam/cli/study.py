@@ -1,0 +1,73 @@
+"""``leam study``: identities × photos × models × layers over a whole folder, resumable."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leam.errors import LeamError
+from leam.maps import AGGREGATIONS, DIRECTIONS
+from leam.metrics.regions import DEFAULT_THRESHOLDS
+from leam.models import DEFAULT_MODEL, list_models
+from leam.study.config import REFERENCES, StudyConfig
+from leam.study.run import run_study
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="run (or resume) a study over a folder <identity>/<images>")
+    p.add_argument("data", metavar="DATA", help="photos as <identity>/<image files>, optionally with manifest.csv")
+    p.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], metavar="MODEL",
+                   help=f"registered models (default: {DEFAULT_MODEL}; known: {', '.join(list_models())})")
+    p.add_argument("--layers", nargs="+", default=[], metavar="MODEL=L1,L2",
+                   help="layers per model, e.g. dlib-resnet=stem,stage2.block1 (default: each model's 9)")
+    p.add_argument("--reference", choices=REFERENCES, default="baseline",
+                   help="baseline: each identity's first photo; mean: the mean of the other photos")
+    p.add_argument("--direction", choices=DIRECTIONS, default="loss")
+    p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean")
+    p.add_argument("--parser", default="landmarks", help="face parser for the region statistics")
+    p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P")
+    p.add_argument("--occlusion-percents", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",
+                   help="black out the map's top-p %% pixels (and as many random ones) for these p")
+    p.add_argument("--occlusion-seeds", type=int, default=5, help="random masks per photo and p")
+    p.add_argument("--pairs", type=int, default=200, help="same-identity map pairs per model (and as many different)")
+    p.add_argument("--no-transfer", action="store_true", help="skip occluding each model with the others' maps")
+    p.add_argument("--largest-face", action="store_true", help="with several faces in a photo, take the largest")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="processes (each uses cores / workers threads)")
+    p.add_argument("--out", default="leam-study", help="run folder (default: leam-study); rerun to resume")
+    p.set_defaults(func=run)
+
+
+def parse_layers(specs: list[str]) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for spec in specs:
+        model, sep, names = spec.partition("=")
+        if not sep or not names:
+            raise LeamError(f"--layers expects MODEL=L1,L2,..., got {spec!r}")
+        out[model] = tuple(n for n in names.split(",") if n)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    config = StudyConfig(
+        data=str(Path(args.data).resolve()),
+        models=tuple(args.models),
+        layers=parse_layers(args.layers),
+        reference=args.reference,
+        direction=args.direction,
+        aggregation=args.aggregate,
+        parser=args.parser,
+        thresholds=tuple(args.thresholds),
+        occlusion_percents=tuple(args.occlusion_percents),
+        occlusion_seeds=args.occlusion_seeds,
+        pairs=args.pairs,
+        transfer=not args.no_transfer,
+        largest_face=args.largest_face,
+        seed=args.seed,
+    )
+    tables = run_study(config, args.out, workers=args.workers)
+    images = tables["images"]
+    explained = int((images["role"] == "explained").sum()) if len(images) else 0
+    print(f"{explained} photo × model maps, {len(tables['failures'])} failures recorded; tables in "
+          f"{Path(args.out) / 'tables'}/ (run `leam report {args.out}` for the report)")
+    return 0
