@@ -21,17 +21,23 @@ def top_count(n_pixels: int, percent: float) -> int:
     return max(1, math.ceil(n_pixels * percent / 100.0 - 1e-9))
 
 
-def top_mask(values: np.ndarray, percent: float) -> np.ndarray:
-    """Boolean mask of the top ``percent`` % most activated pixels of a 2-D map.
-
-    Ties are broken deterministically by raster order (the earlier pixel wins).
-    """
+def pixel_ranking(values: np.ndarray) -> np.ndarray:
+    """Flat pixel indices from most to least activated; ties in raster order (the earlier pixel first)."""
     flat = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(flat).all():
         raise ValueError("map holds NaN or infinite values")
-    order = np.argsort(-flat, kind="stable")
-    mask = np.zeros(flat.size, dtype=bool)
-    mask[order[: top_count(flat.size, percent)]] = True
+    return np.argsort(-flat, kind="stable")
+
+
+def top_mask(values: np.ndarray, percent: float, ranking: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the top ``percent`` % most activated pixels of a 2-D map.
+
+    Ties are broken deterministically by raster order (the earlier pixel wins). ``ranking`` (from
+    ``pixel_ranking``) saves sorting again for several thresholds.
+    """
+    order = pixel_ranking(values) if ranking is None else ranking
+    mask = np.zeros(order.size, dtype=bool)
+    mask[order[: top_count(order.size, percent)]] = True
     return mask.reshape(np.shape(values))
 
 
@@ -39,9 +45,10 @@ def region_shares(values: np.ndarray, labels: LabelMap, thresholds: Iterable[flo
     """{threshold: {class: share of the top-p % pixels falling in class}} over the parser's classes."""
     _check_shapes(values, labels)
     masks = {c: labels.mask(c) for c in labels.categories}
+    ranking = pixel_ranking(values)
     out = {}
     for p in thresholds:
-        top = top_mask(values, p)
+        top = top_mask(values, p, ranking)
         n = top.sum()
         out[float(p)] = {c: float((top & m).sum() / n) for c, m in masks.items()}
     return out
