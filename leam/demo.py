@@ -19,7 +19,7 @@ from tqdm import tqdm
 from leam.dataset import identity_folders
 from leam.errors import LeamError
 from leam.explain import embed_faces, explain_face
-from leam.face import align_file
+from leam.face import align_file, align_photo
 from leam.image import load_image
 from leam.metrics.regions import DEFAULT_THRESHOLDS, identity_summary
 from leam.models import FaceModel
@@ -77,7 +77,7 @@ def run_demo(
             continue
         try:
             photo = load_image(item.image)
-            face = align_file(item.image, model.spec.template, largest_face)
+            face = align_photo(photo, model.spec.template, str(item.image), largest_face)
             ref_face = align_file(item.reference, model.spec.template, largest_face)
             ref = embed_faces(model, [ref_face])[0]
             ex = explain_face(model, face, ref, layers, direction, references=[str(item.reference)])

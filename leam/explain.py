@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from leam.errors import DegenerateReferenceError
-from leam.face import AlignedFace, align_file
+from leam.face import AlignedFace, align_file, align_photo
 from leam.maps import LEAM
 from leam.models import FaceModel
 
@@ -89,10 +89,17 @@ def explain_file(
     direction: str = "loss",
     aggregation: str = "mean",
     largest_face: bool = False,
+    photo: np.ndarray | None = None,
 ) -> Explanation:
-    """Detect, align and explain the face in ``image`` against the faces in ``references``."""
+    """Detect, align and explain the face in ``image`` against the faces in ``references``.
+
+    ``photo``: the image already decoded (``load_image(image)``), so it is not decoded twice.
+    """
     template = model.spec.template
-    face = align_file(image, template, largest_face)
+    if photo is None:
+        face = align_file(image, template, largest_face)
+    else:
+        face = align_photo(photo, template, str(image), largest_face)
     ref_faces = [align_file(r, template, largest_face) for r in references]
     ref = reference_embedding(model, ref_faces)
     return explain_face(model, face, ref, layers, direction, aggregation, [str(r) for r in references])

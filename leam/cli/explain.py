@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     layers = resolve_layer_args(model, args.layers)
     photo = load_image(args.image)
-    ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate, args.largest_face)
+    ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate, args.largest_face,
+                      photo)
     write_explanation(ex, args.out, photo)
     print(f"cosine similarity to the reference: {ex.cosine:.4f}")
     print(f"wrote {len(layers)} layer maps and the aggregate to {Path(args.out)}/ (see grid.png)")

@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     parser = load_parser(args)
     layers = resolve_layer_args(model, args.layers)
     photo = load_image(args.image)
-    ex = explain_file(model, args.image, args.reference, layers, args.direction, largest_face=args.largest_face)
+    ex = explain_file(model, args.image, args.reference, layers, args.direction,
+                      largest_face=args.largest_face, photo=photo)
     labels = parse_face(parser, photo, ex.aligned)
     result = explanation_regions(ex, labels, args.thresholds)
     write_explanation(ex, args.out, photo)
