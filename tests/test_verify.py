@@ -225,3 +225,29 @@ def test_verify_end_to_end_on_an_lfw_demo_slice(tmp_path):
     assert table.model.tolist() == ["dlib-resnet"] and table.auc[0] == pytest.approx(m["auc"])
     assert (out / "roc.png").stat().st_size > 0 and len(pd.read_csv(out / "photos.csv")) == summary["photos"]["used"]
     assert "dlib-resnet" in r.stdout and "1 without a face" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "dlib-resnet", "facenet", "--weights", "w.dat"], "--weights goes with a single --model"),
+        (["--model", "dlib-resnet", "--preset", "arcface"], "--preset goes with --model-file"),
+        (["--model", "nonesuch"], "unknown model 'nonesuch'"),
+        (["--pairs", "0"], "--pairs must be at least 1"),
+    ],
+    ids=["weights-with-two-models", "preset-without-file", "unknown-model", "no-pairs"],
+)
+def test_verify_command_errors_in_one_line(tmp_path, capsys, args, message):
+    from leam.cli.main import main
+
+    assert main(["verify", str(tmp_path), *args, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("leam: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_verify_command_on_a_folder_without_pairs(tmp_path, capsys):
+    from leam.cli.main import main
+
+    assert main(["verify", str(fake_folder(tmp_path / "data", {"a": 1})), "--out", str(tmp_path / "out")]) == 1
+    assert "no identity folder with at least two images" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from leam.cli._common import load_model
-from leam.errors import ModelError
+from leam.errors import LeamError, ModelError
 from leam.models import DEFAULT_MODEL, list_models
 from leam.verify import FACE_CHOICES, format_table, run_verify, write_report
 
@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.pairs < 1:
-        raise ModelError(f"--pairs must be at least 1, got {args.pairs}")
+        raise LeamError(f"--pairs must be at least 1, got {args.pairs}")
     if args.model_file:
         models = [load_model(args)]
     else:

