@@ -4,6 +4,7 @@ tables as an uninterrupted run, row for row; a second process on the same run is
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -69,26 +70,36 @@ def test_interrupted_in_process_then_resumed(data, reference_tables, tmp_path, s
 
 
 def test_sigkilled_at_random_points_then_resumed(data, reference_tables, tmp_path) -> None:
-    """SIGKILL the command at several points of its work; each time start it again."""
+    """SIGKILL the command at several points of its work (just after a unit is written, plus a random
+    delay, so kills land inside units and between them); each time start it again."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "leam.cli.main", "study", str(data), "--models", "dlib-resnet", "--largest-face",
            "--pairs", "6", "--out", str(out)]
     cmd += ["--thresholds", "1", "10", "100", "--occlusion-seeds", "2", "--occlusion-percents", "1", "5"]
-    delays = [4.0, 6.5, 8.0, 9.5, 11.0]
+    rng = random.Random(0)
     kills = 0
-    for delay in delays:
+
+    def done_units() -> int:
+        return len(list(out.glob("parts/*/done.json")))
+
+    for _ in range(10):
+        before = done_units()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline and done_units() == before:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-    final = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0:
+            break
+    final = subprocess.run(cmd, capture_output=True, text=True)  # resumes, or redoes nothing when complete
     assert final.returncode == 0, final.stderr
     assert kills >= 2
-    store = RunStore(out)
     assert not list(out.rglob(".*.tmp"))
-    assert_same_tables(store.tables(), reference_tables)
+    assert_same_tables(RunStore(out).tables(), reference_tables)
 
 
 def test_a_second_process_is_refused(data, tmp_path) -> None:
