@@ -7,8 +7,6 @@ inside the photo.
 
 from __future__ import annotations
 
-import csv
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from leam.face import align_file
 from leam.models import create_model, default_weights_path, list_models
 from leam.models._dlib_net import read_dlib_net_file
 from leam.models.dlib_resnet import MEAN_RGB, Affine, expected_layers, installed_weights
+from leam.study.dataset import load_dataset
 
 N_PARAMS = 5_614_592  # 29 convs (weights + biases), 29 affines (gamma + beta), fc 256x128
 PARITY_TOL = 1e-4
@@ -134,11 +133,8 @@ def test_pipeline_matches_dlib_end_to_end(model, dlib_facerec, lfw_dlib_faces, r
 
 
 def _lfw_identities(lfw_dir: Path) -> dict[str, list[Path]]:
-    by_identity: dict[str, list[Path]] = defaultdict(list)
-    with open(lfw_dir / "manifest.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            by_identity[row["identity"]].append(lfw_dir / row["path"])
-    return {k: sorted(v) for k, v in sorted(by_identity.items()) if len(v) >= 2}
+    """{identity: sorted photo paths} for identities with at least two photos (read by leam's own loader)."""
+    return {k: [p.path for p in v] for k, v in load_dataset(lfw_dir).items() if len(v) >= 2}
 
 
 @pytest.fixture(scope="module")

