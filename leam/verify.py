@@ -35,13 +35,12 @@ from tqdm import tqdm
 
 from leam.dataset import identity_folders
 from leam.errors import LeamError, MultipleFacesError, NoFaceError
-from leam.face import Face, detect_faces, estimate_warp, select_face, warp_to_chip
+from leam.face import FACE_CHOICES, choose_face, detect_faces, estimate_warp, warp_to_chip
 from leam.image import load_image
 from leam.models import FaceModel
 
 N_FOLDS = 10
 FAR = 1e-3
-FACE_CHOICES = ("largest", "central", "only")
 
 
 # ------------------------------------------------------------------------------------- the pairs
@@ -297,16 +296,6 @@ def embed_photos(
             flush()
     flush()
     return out, statuses
-
-
-def choose_face(faces: Sequence[Face], photo_shape: tuple[int, int], source: str, face: str = "largest") -> Face:
-    """The face to verify: the largest, the one whose box centre is nearest the photo's, or the only one."""
-    if face not in FACE_CHOICES:
-        raise ValueError(f"expected face to be one of {FACE_CHOICES}, got {face!r}")
-    if face == "central" and faces:
-        h, w = photo_shape
-        return min(faces, key=lambda f: ((f.box[0] + f.box[2] - w + 1) ** 2 + (f.box[1] + f.box[3] - h + 1) ** 2))
-    return select_face(list(faces), source, largest=face == "largest")
 
 
 def pair_distances(embeddings: np.ndarray, pairs: np.ndarray, metric: str) -> np.ndarray:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from leam.errors import LeamError
+from leam.face.detect import FACE_CHOICES
 from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
 from leam.models import DEFAULT_MODEL, list_models
@@ -29,9 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--occlusion-percents", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",
                    help="black out the map's top-p %% pixels (and as many random ones) for these p")
     p.add_argument("--occlusion-seeds", type=int, default=5, help="random masks per photo and p")
+    p.add_argument("--occlusion-layers", nargs="+", default=["aggregate"], metavar="LAYER",
+                   help="maps whose top pixels are occluded: layer names, 'aggregate' (default) or 'all'")
     p.add_argument("--pairs", type=int, default=200, help="same-identity map pairs per model (and as many different)")
     p.add_argument("--no-transfer", action="store_true", help="skip occluding each model with the others' maps")
     p.add_argument("--largest-face", action="store_true", help="with several faces in a photo, take the largest")
+    p.add_argument("--face", choices=FACE_CHOICES, default=None,
+                   help="of several faces: only (record a failure; default), largest, or central (LFW-style photos)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="processes (each uses cores / workers threads)")
     p.add_argument("--out", default="leam-study", help="run folder (default: leam-study); rerun to resume")
@@ -60,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         thresholds=tuple(args.thresholds),
         occlusion_percents=tuple(args.occlusion_percents),
         occlusion_seeds=args.occlusion_seeds,
+        occlusion_layers=tuple(args.occlusion_layers),
         pairs=args.pairs,
         transfer=not args.no_transfer,
-        largest_face=args.largest_face,
+        face=args.face or ("largest" if args.largest_face else "only"),
         seed=args.seed,
     )
     tables = run_study(config, args.out, workers=args.workers)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from leam.face.align import Warp, estimate_warp, warp_to_chip, warp_to_photo
-from leam.face.detect import Face, detect_faces, select_face
+from leam.face.detect import FACE_CHOICES, Face, choose_face, detect_faces, select_face
 from leam.image import load_image
 from leam.models._registry import AlignmentTemplate
 
@@ -25,24 +25,28 @@ class AlignedFace:
 
 
 def align_photo(
-    photo: np.ndarray, template: AlignmentTemplate, source: str = "<array>", largest_face: bool = False
+    photo: np.ndarray, template: AlignmentTemplate, source: str = "<array>", largest_face: bool | str = False
 ) -> AlignedFace:
-    """Detect exactly one face in ``photo`` (or the largest) and align it to ``template``."""
-    face = select_face(detect_faces(photo), source, largest=largest_face)
+    """Detect the face in ``photo`` and align it to ``template``. ``largest_face``: False for exactly
+    one face, True for the largest, or a rule of ``FACE_CHOICES`` ("only", "largest", "central")."""
+    rule = largest_face if isinstance(largest_face, str) else ("largest" if largest_face else "only")
+    face = choose_face(detect_faces(photo), photo.shape[:2], source, rule)
     warp = estimate_warp(face.landmarks, template)
     return AlignedFace(warp_to_chip(photo, warp), warp, face, photo.shape[:2], source)
 
 
-def align_file(path: str | Path, template: AlignmentTemplate, largest_face: bool = False) -> AlignedFace:
+def align_file(path: str | Path, template: AlignmentTemplate, largest_face: bool | str = False) -> AlignedFace:
     """Load the photo at ``path`` and align its face; errors name the file."""
     return align_photo(load_image(path), template, str(path), largest_face)
 
 
 __all__ = [
+    "FACE_CHOICES",
     "AlignedFace",
     "Face",
     "Warp",
     "align_file",
+    "choose_face",
     "align_photo",
     "detect_faces",
     "estimate_warp",

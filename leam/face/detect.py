@@ -83,3 +83,17 @@ def select_face(faces: list[Face], source: str, largest: bool = False) -> Face:
             boxes,
         )
     return faces[0]
+
+
+FACE_CHOICES = ("only", "largest", "central")
+
+
+def choose_face(faces: list[Face], photo_shape: tuple[int, int], source: str, rule: str = "only") -> Face:
+    """The face to use under ``rule``: "only" (exactly one face, else an error), "largest", or
+    "central" (the box whose centre is nearest the photo's: LFW-style photos centre their subject)."""
+    if rule not in FACE_CHOICES:
+        raise ValueError(f"expected a face rule in {FACE_CHOICES}, got {rule!r}")
+    if rule == "central" and faces:
+        h, w = photo_shape
+        return min(faces, key=lambda f: ((f.box[0] + f.box[2] - w + 1) ** 2 + (f.box[1] + f.box[3] - h + 1) ** 2))
+    return select_face(list(faces), source, largest=rule == "largest")

@@ -3,7 +3,7 @@ how much the face's similarity to its reference drops."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def occlusion_drops(
     embed: Embed,
     chip: np.ndarray,
     reference: np.ndarray,
-    values: np.ndarray,
+    values: np.ndarray | Mapping[str, np.ndarray],
     percents: tuple[float, ...] = (0.5, 1, 2, 5),
     seeds: int = 5,
     face_region: np.ndarray | None = None,
@@ -53,21 +53,25 @@ def occlusion_drops(
     """For each p: the cosine drop when the map's top-p % pixels are blacked out, and the mean drop
     over ``seeds`` random masks of the same size (anywhere, and inside ``face_region`` when given).
 
-    Returns rows {"percent", "kind", "drop"}; kind is "map", "random" or "random_face".
+    ``values`` is one map, or several by name (e.g. per layer): all are scored in one batch of
+    forwards, and their rows carry ``"layer"``: the name. Returns rows {"percent", "kind", "drop"};
+    kind is "map", "random" or "random_face".
     """
     rng = rng or np.random.default_rng(0)
+    named = dict(values) if isinstance(values, Mapping) else {None: values}
     shape = chip.shape[:2]
-    batches: list[tuple[float, str, np.ndarray]] = []
+    batches: list[tuple[float, str, str | None, np.ndarray]] = []
     for p in percents:
         k = top_count(shape[0] * shape[1], p)
-        batches.append((p, "map", top_mask(values, p)))
-        batches += [(p, "random", random_mask(shape, k, rng)) for _ in range(seeds)]
+        batches += [(p, "map", name, top_mask(v, p)) for name, v in named.items()]
+        batches += [(p, "random", None, random_mask(shape, k, rng)) for _ in range(seeds)]
         if face_region is not None:
-            batches += [(p, "random_face", random_mask(shape, k, rng, face_region)) for _ in range(seeds)]
-    chips = np.stack([chip] + [occlude(chip, m) for _, _, m in batches])
+            batches += [(p, "random_face", None, random_mask(shape, k, rng, face_region)) for _ in range(seeds)]
+    chips = np.stack([chip] + [occlude(chip, m) for *_, m in batches])
     cos = cosine(embed(chips), reference)
     base = cos[0]
-    rows: dict[tuple[float, str], list[float]] = {}
-    for (p, kind, _), c in zip(batches, cos[1:]):
-        rows.setdefault((p, kind), []).append(float(base - c))
-    return [{"percent": p, "kind": kind, "drop": float(np.mean(d))} for (p, kind), d in rows.items()]
+    rows: dict[tuple[float, str, str | None], list[float]] = {}
+    for (p, kind, name, _), c in zip(batches, cos[1:]):
+        rows.setdefault((p, kind, name), []).append(float(base - c))
+    return [{"percent": p, "kind": kind, "drop": float(np.mean(d)), **({} if name is None else {"layer": name})}
+            for (p, kind, name), d in rows.items()]

@@ -69,7 +69,8 @@ def execute(root: str, config_dict: dict, unit: Unit) -> Unit:
             images = store.unit_table(u, "images")
             if images is not None and len(images):
                 sources[m] = (images, store.unit_arrays(u))
-        tables = transfer_unit(config, _model(unit.model), unit.identity, sources) if unit.model in sources else {}
+        own = store.unit_table(unit_name(Unit("identity", unit.model, unit.identity)), "occlusion")
+        tables = transfer_unit(config, _model(unit.model), unit.identity, sources, own) if unit.model in sources else {}
         store.write_unit(unit_name(unit), tables)
     else:
         identities = load_dataset_cached(config.data)
@@ -117,7 +118,8 @@ def run_study(
     with store.lock():
         manifest = store.read_manifest()
         wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
-        if manifest is not None and manifest.get("config") != wanted:
+        stored = manifest and json.loads(json.dumps(StudyConfig.from_dict(manifest["config"]).to_dict()))
+        if manifest is not None and stored != wanted:  # compared with defaults filled in for older runs
             raise LeamError(
                 f"{out} holds a run with a different configuration; use another --out folder "
                 "(or the same options to resume it)"

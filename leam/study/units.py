@@ -52,6 +52,16 @@ def model_layers(config: StudyConfig, model: FaceModel) -> list[str]:
     return list(config.layers.get(model.spec.name) or model.spec.default_layers)
 
 
+def occlusion_layers(config: StudyConfig, layers: list[str]) -> list[str]:
+    """The maps whose top pixels are occluded: ``config.occlusion_layers`` with "all" for every layer
+    and the aggregate."""
+    names = [*layers, "aggregate"] if "all" in config.occlusion_layers else list(config.occlusion_layers)
+    unknown = [n for n in names if n not in layers and n != "aggregate"]
+    if unknown:
+        raise LeamError(f"occlusion layers {unknown} are not among the model's layers {layers} (or 'aggregate')")
+    return names
+
+
 def failure(model: str, identity: str, image: str, stage: str, reason: str) -> dict:
     return {"model": model, "identity": identity, "image": image, "stage": stage, "reason": reason}
 
@@ -65,7 +75,7 @@ def identity_unit(
     for p in photos:
         try:
             img = load_image(p.path)
-            usable.append((p, img, align_photo(img, model.spec.template, p.name, config.largest_face)))
+            usable.append((p, img, align_photo(img, model.spec.template, p.name, config.face)))
         except LeamError as exc:
             failures.append(failure(name, identity, p.name, "face", str(exc)))
     if len(usable) < 2:
@@ -84,6 +94,7 @@ def identity_unit(
         ref_names = {i: "mean of the others" for i in targets}
 
     layers = model_layers(config, model)
+    occluded = occlusion_layers(config, layers)
     engine = LEAM(model.net, layers, config.direction)
     image_rows, region_frames, occlusion_rows, arrays = [], [], [], {}
     if config.reference == "baseline":
@@ -108,10 +119,12 @@ def identity_unit(
             table = region_table({**maps, "aggregate": agg[j]}, labels, config.thresholds)
             region_frames.append(table.assign(model=name, identity=identity, image=p.name))
             face_region = labels.labels != UNLABELLED
-            for row in occlusion_drops(model.embed, face.chip, refs[i], agg[j], config.occlusion_percents,
+            named = {layer: agg[j] if layer == "aggregate" else maps[layer] for layer in occluded}
+            for row in occlusion_drops(model.embed, face.chip, refs[i], named, config.occlusion_percents,
                                        config.occlusion_seeds, face_region if face_region.any() else None, rng):
-                occlusion_rows.append({"model": name, "identity": identity, "image": p.name, "layer": "aggregate",
-                                       **row})
+                for layer in [row.pop("layer")] if "layer" in row else occluded:  # baselines: one copy per map
+                    occlusion_rows.append({"model": name, "identity": identity, "image": p.name, "layer": layer,
+                                           **row})
             dist = float(np.linalg.norm(emb[i] - refs[i]))
             image_rows.append(_image_row(name, p, face, "explained", ref_names[i], cos, dist, i))
             arrays[f"{i}/chip"] = face.chip
@@ -144,26 +157,38 @@ def transfer_unit(
     target: FaceModel,
     identity: str,
     sources: dict[str, tuple[pd.DataFrame, np.lib.npyio.NpzFile]],
+    own_occlusion: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Occlude ``target``'s chips with every source model's aggregate maps, carried between the two
-    models' aligned frames through the photo (chip A → photo → chip B)."""
-    own_images, own_arrays = sources[target.spec.name]
+    """Occlude ``target``'s chips with every other source model's aggregate maps, carried between the
+    two models' aligned frames through the photo (chip A → photo → chip B). The diagonal (the target's
+    own maps) is the target's own occlusion result, taken from ``own_occlusion``."""
+    name = target.spec.name
+    own_images, own_arrays = sources[name]
     own = own_images[own_images["role"] == "explained"].set_index("image")
-    rows = []
+    moved: dict[str, dict[str, np.ndarray]] = {}  # image -> source -> map in the target's frame
     for source, (images, arrays) in sources.items():
+        if source == name:
+            continue
         for _, r in images[images["role"] == "explained"].iterrows():
             if r["image"] not in own.index:
                 continue
             t = own.loc[r["image"]]
             to_b = _full(t["warp"]) @ np.linalg.inv(_full(r["warp"]))  # chip A → chip B
             values = arrays[f"{r['array_index']}/aggregate"].astype(np.float64)
-            moved = warp(values, AffineTransform(matrix=np.linalg.inv(to_b)), output_shape=target.spec.input_size,
-                         order=1, mode="constant", cval=0.0, preserve_range=True)
-            chip = own_arrays[f"{t['array_index']}/chip"]
-            ref = own_arrays[f"{t['array_index']}/ref"]
-            for row in occlusion_drops(target.embed, chip, ref, moved, config.occlusion_percents, seeds=0):
-                rows.append({"identity": identity, "image": r["image"], "source_model": source,
-                             "target_model": target.spec.name, "percent": row["percent"], "drop": row["drop"]})
+            moved.setdefault(r["image"], {})[source] = warp(
+                values, AffineTransform(matrix=np.linalg.inv(to_b)), output_shape=target.spec.input_size,
+                order=1, mode="constant", cval=0.0, preserve_range=True)
+    rows = []
+    for image, maps in moved.items():
+        t = own.loc[image]
+        chip, ref = own_arrays[f"{t['array_index']}/chip"], own_arrays[f"{t['array_index']}/ref"]
+        for row in occlusion_drops(target.embed, chip, ref, maps, config.occlusion_percents, seeds=0):
+            rows.append({"identity": identity, "image": image, "source_model": row["layer"],
+                         "target_model": name, "percent": row["percent"], "drop": row["drop"]})
+    if own_occlusion is not None and len(own_occlusion):
+        diag = own_occlusion[(own_occlusion["kind"] == "map") & (own_occlusion["layer"] == "aggregate")]
+        rows += [{"identity": identity, "image": r["image"], "source_model": name, "target_model": name,
+                  "percent": r["percent"], "drop": r["drop"]} for _, r in diag.iterrows()]
     return {"transfer": pd.DataFrame(rows)}
 
 

@@ -54,7 +54,7 @@ def small_run(tmp_path_factory) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     config = StudyConfig(
-        data=str(data), models=("dlib-resnet", "facenet"), largest_face=True,
+        data=str(data), models=("dlib-resnet", "facenet"), face="largest",
         layers={"dlib-resnet": ("stage2.block1", "stage4.block2"), "facenet": ("block35.4", "mixed7a")},
         thresholds=(1, 10, 100), occlusion_percents=(1, 5), occlusion_seeds=1, pair_thresholds=(None, 1),
         pairs=6, emd_grid=15,

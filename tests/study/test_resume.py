@@ -34,7 +34,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def config(data: Path) -> StudyConfig:
-    return StudyConfig(data=str(data), models=("dlib-resnet",), largest_face=True, pairs=6,
+    return StudyConfig(data=str(data), models=("dlib-resnet",), face="largest", pairs=6,
                        occlusion_seeds=2, occlusion_percents=(1, 5), thresholds=(1, 10, 100))
 
 
@@ -119,7 +119,7 @@ def test_a_second_process_is_refused(data, tmp_path) -> None:
 
 def test_a_different_config_is_refused(data, tmp_path) -> None:
     out = tmp_path / "run"
-    small = StudyConfig(data=str(data), models=("dlib-resnet",), largest_face=True, pairs=1, transfer=False,
+    small = StudyConfig(data=str(data), models=("dlib-resnet",), face="largest", pairs=1, transfer=False,
                         occlusion_seeds=1, occlusion_percents=(1,), thresholds=(1,))
     run_study(small, out, progress=False)
     with pytest.raises(Exception, match="different configuration"):
