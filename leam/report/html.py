@@ -243,8 +243,15 @@ def _occlusion(summaries: dict[str, pd.DataFrame]) -> str:
              "two-sided Wilcoxon signed-rank test, paired per photo.")
     cols = ["model", "percent", "images", "map_mean", "random_mean", "random_face_mean", "ratio_random",
             "ratio_random_face", "p_random", "p_random_face"]
+    agg = s[s["layer"] == "aggregate"]
     body = [f"<p>{escape(intro)}</p>", figure(plots.occlusion_figure(s), "occlusion curves"),
-            html_table(s[cols], "Mean drop of cosine similarity")]
+            html_table(agg[cols], "Mean drop of cosine similarity, aggregate map")]
+    layers = s[s["layer"] != "aggregate"]
+    if len(layers):  # the run occluded single layers' maps too (--occlusion-layers)
+        body.append(f"<p>{escape('Each layer’s own map occluded the same way, best LEAM / random-in-face first:')}</p>")
+        for p in sorted(s["percent"].unique()):
+            t = s[s["percent"] == p].sort_values(["model", "ratio_random_face"], ascending=[True, False])
+            body.append(html_table(t[["layer", *cols]], f"Per layer, top {p:g}% pixels"))
     return section("occlusion", "\n".join(body))
 
 
@@ -312,6 +319,7 @@ def _groups(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame])
         prefix = f"groups_{name}_"
         body.append(f"<h3>By {escape(name)}</h3>")
         occ = summaries.get(f"{prefix}occlusion_drop", pd.DataFrame())
+        occ = occ[occ["layer"] == "aggregate"] if len(occ) else occ
         if len(occ):
             fig = plots.group_bars(occ, "percent", ["map", "random"], "kind", f"Occlusion drop by {name}",
                                    "mean drop of cosine similarity")

@@ -55,3 +55,20 @@ def test_drops_with_the_real_model(dlib_resnet_model) -> None:
     occluded.reshape(-1, 3)[flat] = 0
     by_hand = 1.0 - cosine(dlib_resnet_model.embed(occluded[None]), reference)[0]
     assert got[(10, "map")] == pytest.approx(by_hand, abs=1e-6)
+
+
+def test_several_maps_in_one_call_equal_one_call_each(dlib_resnet_model) -> None:
+    """Named maps are scored in one batch; each map's drops and the shared random baselines equal
+    what separate calls with the same random generator give."""
+    rng = np.random.default_rng(3)
+    chip = rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    reference = dlib_resnet_model.embed(chip[::-1].copy()[None])[0]
+    maps = {"a": rng.random((150, 150)), "b": rng.random((150, 150)) ** 3}
+    face = np.zeros((150, 150), dtype=bool)
+    face[30:120, 40:110] = True
+    both = occlusion_drops(dlib_resnet_model.embed, chip, reference, maps, (1, 5), 2, face, np.random.default_rng(9))
+    for name, values in maps.items():
+        alone = occlusion_drops(dlib_resnet_model.embed, chip, reference, values, (1, 5), 2, face,
+                                np.random.default_rng(9))
+        got = {(r["percent"], r["kind"]): r["drop"] for r in both if r.get("layer", name) == name}
+        assert got == pytest.approx({(r["percent"], r["kind"]): r["drop"] for r in alone}, abs=1e-6)

@@ -4,7 +4,6 @@ resources, no model run, and the page as headless Chromium renders it."""
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import re
@@ -21,53 +20,9 @@ from leam.report import write_report
 from leam.report.html import SECTIONS
 from leam.study import stats
 from leam.study.store import RunStore, unit_dir_name
-from tests.conftest import SHARED_DATA
+from tests.study.conftest import HOSTILE
 
-LFW_DEMO = SHARED_DATA / "lfw-demo"
-HOSTILE = '<img src=x onerror=alert(1)> "Zoë"'
-PEOPLE = {"Arnoldo_Aleman": ("Arnoldo_Aleman", "M"), HOSTILE: ("Angela_Bassett", "F")}
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture(scope="session")
-def small_run(tmp_path_factory) -> Path:
-    """A two-model study over two people of lfw-demo (three photos each; one of them named ``HOSTILE``
-    through a symlinked folder, with an unreadable file besides), with a gender column in the manifest.
-    About 6 s on two idle cores."""
-    if not LFW_DEMO.is_dir():
-        pytest.skip(f"shared test photos not found at {LFW_DEMO} (expected ../shared/data next to the repo)")
-    from leam.study.config import StudyConfig
-    from leam.study.run import run_study
-
-    root = tmp_path_factory.mktemp("study")
-    data = root / "data"
-    (data / "extra").mkdir(parents=True)
-    rows = []
-    for identity, (folder, gender) in PEOPLE.items():
-        (data / identity).symlink_to(LFW_DEMO / folder, target_is_directory=True)
-        photos = sorted(p.name for p in (LFW_DEMO / folder).iterdir())[:3]
-        rows += [{"path": f"{identity}/{name}", "identity": identity, "gender": gender} for name in photos]
-    (data / "extra" / 'not a "photo".jpg').write_bytes(b"this is no JPEG")
-    rows.append({"path": 'extra/not a "photo".jpg', "identity": HOSTILE, "gender": "F"})
-    with (data / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["path", "identity", "gender"])
-        writer.writeheader()
-        writer.writerows(rows)
-    config = StudyConfig(
-        data=str(data), models=("dlib-resnet", "facenet"), face="largest",
-        layers={"dlib-resnet": ("stage2.block1", "stage4.block2"), "facenet": ("block35.4", "mixed7a")},
-        thresholds=(1, 10, 100), occlusion_percents=(1, 5), occlusion_seeds=1, pair_thresholds=(None, 1),
-        pairs=6, emd_grid=15,
-    )
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads stall each other when another process holds a core: 6 s became 60 s
-    try:
-        run_study(config, root / "run", progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return root / "run"
 
 
 @pytest.fixture(scope="session")
