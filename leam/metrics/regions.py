@@ -91,7 +91,7 @@ def identity_summary(table: pd.DataFrame) -> pd.DataFrame:
     columns beside ``TABLE_COLUMNS``."""
     keys = ["identity", "layer", "class", "measure", "threshold"]
     g = table.groupby(keys, dropna=False, sort=True)["value"]
-    out = g.agg(images="count", mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else math.nan)
+    out = g.agg(images="count", mean="mean", std="std")  # sample std (ddof 1): NaN for a single image
     out["cv"] = np.where(out["mean"] > 0, out["std"] / out["mean"].where(out["mean"] > 0), math.nan)
     return out.reset_index()
 
