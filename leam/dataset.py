@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from leam.errors import LeamError
@@ -9,14 +12,75 @@ from leam.errors import LeamError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def identity_folders(root: str | Path) -> dict[str, list[Path]]:
-    """{identity: sorted image paths} for every sub-folder of ``root`` holding images."""
+def text_name(name: str) -> str:
+    """A file name as text that can be stored and shown: bytes that are not UTF-8 (which Python keeps
+    as lone surrogates, and which Parquet, JSON and HTML cannot hold) are written as ``\\xNN``.
+
+    >>> text_name(os.fsdecode(b"Jos\\xe9")), text_name("Zoë")
+    ('Jos\\\\xe9', 'Zoë')
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def unresolvable_link(path: Path) -> str | None:
+    """Why ``path``, a symbolic link, cannot be followed (a loop, or a missing target); None when it can
+    or when it is no link."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (the link leads back to itself)"
+        return f"a broken symbolic link (its target {text_name(os.readlink(path))!r} does not exist)"
+    return None
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """``identities``: {identity: sorted image paths}; ``skipped``: {entry name: why it was left out}
+    for entries of the data folder that could not be read as identity folders (never silently)."""
+
+    identities: dict[str, list[Path]]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def scan_identity_folders(root: str | Path) -> FolderScan:
+    """The identity folders of ``root`` (sub-folders holding images; hidden ones ignored) and the entries
+    left out with the reason: symbolic link loops, broken links, folders that cannot be listed.
+
+    Nothing is followed recursively, so a link cycle cannot make the scan hang. Identities are named
+    with ``text_name``; an entry with an image suffix that is no regular file (a looping or broken
+    link, a pipe) is kept, so that reading it fails with the reason. Two folder names that coincide once
+    named (``Jos\\xe9`` written so, and ``Jos`` + the byte 0xE9) keep the first; the second is skipped.
+    """
     root = Path(root)
     if not root.is_dir():
         raise LeamError(f"{root}: not a folder (expected <identity>/<image files>)")
-    out = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if images:
-            out[sub.name] = images
-    return out
+    identities: dict[str, list[Path]] = {}
+    skipped: dict[str, str] = {}
+    for sub in sorted(root.iterdir()):
+        name = text_name(sub.name)
+        if sub.name.startswith("."):
+            continue
+        link = unresolvable_link(sub)
+        if link:
+            skipped[name] = link
+            continue
+        if not sub.is_dir():
+            continue
+        try:
+            images = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        except OSError as exc:
+            skipped[name] = f"the folder cannot be listed ({exc.strerror or exc})"
+            continue
+        if images and name in identities:
+            skipped[name] = f"its name is {name!r} once undecodable bytes are written as \\xNN, as another folder's"
+        elif images:
+            identities[name] = images
+    return FolderScan(identities, skipped)
+
+
+def identity_folders(root: str | Path) -> dict[str, list[Path]]:
+    """{identity: sorted image paths} for every sub-folder of ``root`` holding images (``scan_identity_folders``)."""
+    return scan_identity_folders(root).identities

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pandas as pd
 from tqdm import tqdm
 
-from leam.dataset import identity_folders
+from leam.dataset import identity_folders, text_name
 from leam.errors import LeamError
 from leam.explain import embed_faces, explain_face
 from leam.face import align_file, align_photo
@@ -46,7 +46,8 @@ def plan_demo(data: str | Path, limit: int | None = None) -> list[DemoItem]:
         if len(images) < 2:
             continue
         for i, image in enumerate(images):
-            items.append(DemoItem(identity, image, images[(i + 1) % len(images)], f"{identity}/{image.stem}"))
+            folder = f"{identity}/{text_name(image.stem)}"  # identities are text_name'd already
+            items.append(DemoItem(identity, image, images[(i + 1) % len(images)], folder))
     if not items:
         raise LeamError(f"{data}: no identity folder with at least two images (expected <identity>/<image files>)")
     return items[:limit] if limit else items
@@ -77,10 +78,10 @@ def run_demo(
             continue
         try:
             photo = load_image(item.image)
-            face = align_photo(photo, model.spec.template, str(item.image), largest_face)
+            face = align_photo(photo, model.spec.template, text_name(str(item.image)), largest_face)
             ref_face = align_file(item.reference, model.spec.template, largest_face)
             ref = embed_faces(model, [ref_face])[0]
-            ex = explain_face(model, face, ref, layers, direction, references=[str(item.reference)])
+            ex = explain_face(model, face, ref, layers, direction, references=[text_name(str(item.reference))])
             labels = parse_face(parser, photo, face)
             write_parse(labels, face, folder)
             write_regions(ex, explanation_regions(ex, labels, thresholds), folder)
@@ -99,7 +100,7 @@ def summarise_regions(items: Sequence[DemoItem], out: Path, layer: str = "aggreg
     for item in items:
         if item.summary:
             t = pd.read_csv(out / item.folder / "regions.csv")
-            tables.append(t.assign(identity=item.identity, image=item.image.name))
+            tables.append(t.assign(identity=item.identity, image=text_name(item.image.name)))
     if not tables:
         return None
     table = pd.concat(tables, ignore_index=True)
@@ -135,7 +136,8 @@ def write_index(items: Sequence[DemoItem], out: Path, model: str) -> Path:
         rows.append(
             "<tr>"
             f"<td>{esc(item.identity)}</td>"
-            f"<td>{esc(item.image.name)}<br><small>reference: {esc(item.reference.name)}</small></td>"
+            f"<td>{esc(text_name(item.image.name))}<br><small>reference: {esc(text_name(item.reference.name))}</small>"
+            "</td>"
             f"<td>{s['cosine_similarity']:.3f}</td><td>{s['euclidean_distance']:.3f}</td>"
             f'<td><a href="{href}/photo_aggregate.png"><img src="{href}/photo_aggregate.png" height="150"></a></td>'
             f'<td><a href="{href}/grid.png"><img src="{href}/grid.png" height="150"></a></td>'
@@ -144,7 +146,7 @@ def write_index(items: Sequence[DemoItem], out: Path, model: str) -> Path:
             f'<a href="{href}/summary.json">summary.json</a> · <a href="{href}/layers/">layers</a></td>'
             "</tr>"
         )
-    fail_rows = "".join(f"<li>{esc(str(i.image))}: {esc(i.error or '')}</li>" for i in failed)
+    fail_rows = "".join(f"<li>{esc(text_name(str(i.image)))}: {esc(i.error or '')}</li>" for i in failed)
     identities = list(dict.fromkeys(i.identity for i in ok))
     id_rows = "".join(
         f'<tr><td>{esc(name)}</td><td><a href="{quote(name)}/regions_identity.png">'

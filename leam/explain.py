@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from leam.dataset import text_name
 from leam.errors import DegenerateReferenceError
 from leam.face import AlignedFace, align_file, align_photo
 from leam.maps import LEAM
@@ -99,7 +100,7 @@ def explain_file(
     if photo is None:
         face = align_file(image, template, largest_face)
     else:
-        face = align_photo(photo, template, str(image), largest_face)
+        face = align_photo(photo, template, text_name(str(image)), largest_face)
     ref_faces = [align_file(r, template, largest_face) for r in references]
     ref = reference_embedding(model, ref_faces)
-    return explain_face(model, face, ref, layers, direction, aggregation, [str(r) for r in references])
+    return explain_face(model, face, ref, layers, direction, aggregation, [text_name(str(r)) for r in references])

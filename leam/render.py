@@ -138,7 +138,7 @@ def regions_figure(
     for ax in (ax0, ax1):
         ax.axis("off")
     _share_bars(ax2, shares, classes)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, parse_math=False)  # titles hold file names: a "$" is no mathtext
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.2, top=0.88, wspace=0.05)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -154,7 +154,7 @@ def shares_bar_chart(
     """One chart of (mean ± std) shares per class and threshold, e.g. over an identity's photos."""
     fig, ax = plt.subplots(figsize=(9, 3.6))
     _share_bars(ax, means, classes, errors)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, parse_math=False)  # titles hold identity names: a "$" is no mathtext
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

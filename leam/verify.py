@@ -33,7 +33,7 @@ import numpy as np
 from scipy.stats import rankdata
 from tqdm import tqdm
 
-from leam.dataset import identity_folders
+from leam.dataset import identity_folders, text_name
 from leam.errors import LeamError, MultipleFacesError, NoFaceError
 from leam.face import FACE_CHOICES, choose_face, detect_faces, estimate_warp, warp_to_chip
 from leam.image import load_image
@@ -273,13 +273,13 @@ def embed_photos(
     for i, (path, identity) in enumerate(
         tqdm(list(zip(photos, identities)), desc="embedding", unit="photo", disable=not progress)
     ):
-        status = PhotoStatus(str(path), identity)
+        status = PhotoStatus(text_name(str(path)), identity)
         statuses.append(status)
         try:
             photo = load_image(path)
             faces = detect_faces(photo)
             status.faces_found = len(faces)
-            chosen = choose_face(faces, photo.shape[:2], str(path), face)
+            chosen = choose_face(faces, photo.shape[:2], text_name(str(path)), face)
         except NoFaceError as exc:
             status.status, status.reason = "no_face", str(exc)
             continue
@@ -431,8 +431,8 @@ def write_report(report: VerifyReport, out: str | Path) -> dict[str, Path]:
         table = pd.DataFrame({
             "kind": kind,
             "fold": folds,
-            "photo_a": [str(report.pairs.photos[i]) for i in idx[:, 0]],
-            "photo_b": [str(report.pairs.photos[i]) for i in idx[:, 1]],
+            "photo_a": [text_name(str(report.pairs.photos[i])) for i in idx[:, 0]],
+            "photo_b": [text_name(str(report.pairs.photos[i])) for i in idx[:, 1]],
             "scored": scored,
         })
         for r in report.results:

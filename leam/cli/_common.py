@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from leam.errors import ModelError
-from leam.models import DEFAULT_MODEL, AlignmentTemplate, FaceModel, create_model, list_models, model_spec
+from leam.models import (
+    DEFAULT_MODEL,
+    AlignmentTemplate,
+    FaceModel,
+    create_model,
+    list_models,
+    model_spec,
+    trust_pickles,
+)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -19,6 +30,26 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="with --model-file: input size, colour order, normalisation, alignment (default: "
                         "arcface; arcface-raw for an ONNX graph that normalises its input, as insightface decides)")
     p.add_argument("--weights", default=None, help="path to the model's weight file (default: installed)")
+    add_trust_option(p)
+
+
+def add_trust_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-model-file", action="store_true",
+                   help="unpickle --model-file, --weights and --parser-weights .pth files in full (torch.load with "
+                        "weights_only=False), e.g. a whole pickled model: this runs any code the file holds, so only "
+                        "for files you trust (default: tensors only; anything else is refused unopened)")
+
+
+@contextmanager
+def trusted_if_asked(args: argparse.Namespace, path: str | None) -> Iterator[None]:
+    """``trust_pickles()`` around loading ``path`` when ``--trust-model-file`` was given (with a warning)."""
+    if not (getattr(args, "trust_model_file", False) and path):
+        yield
+        return
+    print(f"leam: warning: --trust-model-file: {path} may be unpickled in full, which runs any code it holds",
+          file=sys.stderr)
+    with trust_pickles():
+        yield
 
 
 def load_model(args: argparse.Namespace) -> FaceModel:
@@ -27,10 +58,12 @@ def load_model(args: argparse.Namespace) -> FaceModel:
             raise ModelError("--weights goes with --model; a --model-file holds its own weights")
         from leam.models.external import load_model_file
 
-        return load_model_file(args.model_file, args.preset)
+        with trusted_if_asked(args, args.model_file):
+            return load_model_file(args.model_file, args.preset)
     if getattr(args, "preset", None):
         raise ModelError("--preset goes with --model-file; registered models have their own")
-    return create_model(args.model, args.weights)
+    with trusted_if_asked(args, args.weights):
+        return create_model(args.model, args.weights)
 
 
 def model_template(args: argparse.Namespace) -> AlignmentTemplate:
@@ -65,4 +98,5 @@ def add_parser_options(p: argparse.ArgumentParser) -> None:
 def load_parser(args: argparse.Namespace):
     from leam.parse import create_parser
 
-    return create_parser(args.parser, args.parser_weights)
+    with trusted_if_asked(args, args.parser_weights):
+        return create_parser(args.parser, args.parser_weights)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from leam.cli._common import load_model
+from leam.cli._common import add_trust_option, load_model
 from leam.errors import LeamError, ModelError
 from leam.models import DEFAULT_MODEL, list_models
 from leam.verify import FACE_CHOICES, format_table, run_verify, write_report
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--model-file", metavar="PATH", default=None, help="an ONNX or TorchScript model file")
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="with --model-file: how to feed it")
     p.add_argument("--weights", default=None, help="weight file of the one --model (default: installed)")
+    add_trust_option(p)
     p.add_argument("--pairs", type=int, default=3000, metavar="N",
                    help="same-person pairs, and as many different-person pairs (default: 3000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair draw (default: 0)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leam.dataset import text_name
 from leam.face.align import Warp, estimate_warp, warp_to_chip, warp_to_photo
 from leam.face.detect import FACE_CHOICES, Face, choose_face, detect_faces, select_face
 from leam.image import load_image
@@ -36,8 +37,8 @@ def align_photo(
 
 
 def align_file(path: str | Path, template: AlignmentTemplate, largest_face: bool | str = False) -> AlignedFace:
-    """Load the photo at ``path`` and align its face; errors name the file."""
-    return align_photo(load_image(path), template, str(path), largest_face)
+    """Load the photo at ``path`` and align its face; errors name the file (as ``text_name`` writes it)."""
+    return align_photo(load_image(path), template, text_name(str(path)), largest_face)
 
 
 __all__ = [

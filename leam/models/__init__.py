@@ -14,6 +14,7 @@ from leam.models._registry import (
     model_spec,
     register_model,
 )
+from leam.models._torch_file import trust_pickles
 from leam.models.external import PRESETS, Preset, from_module, load_model_file
 
 DEFAULT_MODEL = "dlib-resnet"
@@ -32,4 +33,5 @@ __all__ = [
     "load_model_file",
     "model_spec",
     "register_model",
+    "trust_pickles",
 ]

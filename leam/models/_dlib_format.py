@@ -28,7 +28,9 @@ class DlibReader:
         self.pos = 0
 
     def _take(self, n: int) -> memoryview:
-        if n < 0 or self.pos + n > len(self.data):
+        if n < 0:  # a length read from the data (a string's, a tensor's), which is not one
+            raise DlibFormatError(f"negative length {n} at byte {self.pos}")
+        if self.pos + n > len(self.data):
             raise DlibFormatError(
                 f"unexpected end of data at byte {self.pos}: wanted {n} bytes, "
                 f"{len(self.data) - self.pos} left"

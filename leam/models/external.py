@@ -8,8 +8,9 @@ the default layers are found by running the model once.
 >>> model = from_module(my_net, preset="arcface")                     # doctest: +SKIP
 
 TorchScript runs compiled code that Python hooks cannot reach, so a TorchScript model is exported
-to ONNX in memory and converted like an ONNX file. Pickled whole-model ``.pth`` files are never
-unpickled: only TorchScript archives and ONNX files are model files here; a state dict goes with its
+to ONNX in memory and converted like an ONNX file. Pickled whole-model ``.pth`` files are not
+unpickled unless the user trusts them (``trust_pickles()``, the CLI's ``--trust-model-file``): only
+TorchScript archives and ONNX files are model files otherwise; a state dict goes with its
 architecture (``--model iresnet50 --weights backbone.pth``).
 """
 
@@ -28,13 +29,8 @@ from leam._torch_state import preserved_state
 from leam.errors import ModelError
 from leam.models import _onnx
 from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec
-from leam.models.iresnet import (
-    ARCFACE_TEMPLATE,
-    DEPTHS,
-    expected_state,
-    load_weights_only,
-    state_dict_mismatch,
-)
+from leam.models._torch_file import load_torch_file, pickles_trusted
+from leam.models.iresnet import ARCFACE_TEMPLATE, DEPTHS, expected_state, state_dict_mismatch
 
 N_DEFAULT_LAYERS = 9
 
@@ -250,6 +246,8 @@ def load_onnx(path: str | Path, preset: str | Preset | None = None) -> FaceModel
     the graph (it normalises its input itself), else ``arcface``.
     """
     path = _existing(path)
+    if path.stat().st_size == 0:  # protobuf reads it as an empty model
+        raise ModelError(f"{path} is not an ONNX model (an empty file)")
     onnx, _ = _onnx.import_onnx()
     try:
         model = onnx.load(str(path))
@@ -292,11 +290,17 @@ def _is_torchscript(path: Path) -> bool:
     return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
-def _not_a_model_file(path: Path) -> str:
-    """Why ``path`` (neither ONNX nor TorchScript) is refused; a pickle is refused unopened."""
+_UNREAD = object()
+
+
+def _not_a_model_file(path: Path, obj: object = _UNREAD) -> str:
+    """Why ``path`` (neither ONNX nor TorchScript; ``obj``: what it holds, when already read) is refused;
+    a pickle is refused unopened unless trusted (``trust_pickles``)."""
     generic = f"{path} is not a model file: expected an ONNX file (.onnx) or a TorchScript archive"
+    if pickles_trusted():
+        generic += " or a pickled torch.nn.Module"
     try:
-        obj = load_weights_only(path)  # raises a ModelError for anything that would need unpickling
+        obj = load_torch_file(path) if obj is _UNREAD else obj  # a ModelError for anything needing unpickling
     except ModelError:
         raise
     except Exception:  # noqa: BLE001 - not a torch file at all
@@ -319,11 +323,20 @@ def _existing(path: str | Path) -> Path:
 
 
 def load_model_file(path: str | Path, preset: str | Preset | None = None) -> FaceModel:
-    """An ONNX file (by its ``.onnx`` suffix) or a TorchScript archive (by its content); without a
-    preset, ``arcface`` (or ``arcface-raw`` for an ONNX graph that normalises its input)."""
+    """An ONNX file (by its ``.onnx`` suffix) or a TorchScript archive (by its content), or, inside
+    ``trust_pickles()`` only, a pickled ``nn.Module``; without a preset, ``arcface`` (or ``arcface-raw``
+    for an ONNX graph that normalises its input)."""
     path = _existing(path)
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, preset)
     if _is_torchscript(path):
         return load_torchscript(path, preset)
+    if pickles_trusted():  # the user vouched for the file: a whole pickled module (torch.save(model)) will do
+        try:
+            obj = load_torch_file(path)
+        except Exception as exc:  # noqa: BLE001 - unpickling raises anything at all
+            raise ModelError(f"{path} cannot be unpickled: {type(exc).__name__}: {exc}") from None
+        if isinstance(obj, nn.Module):
+            return from_module(obj, preset or "arcface", source=path, kind="pickled model")
+        raise ModelError(_not_a_model_file(path, obj))
     raise ModelError(_not_a_model_file(path))

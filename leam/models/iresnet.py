@@ -12,9 +12,6 @@ output is the 512-d embedding (``features``, a batch norm, not L2-normalised).
 
 from __future__ import annotations
 
-import pickle
-import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from torch import nn
 
 from leam.errors import ModelError
 from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec, register_model
+from leam.models._torch_file import load_torch_file
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 
 CHIP = 112
@@ -146,33 +144,19 @@ def expected_state(depth: int) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
-def load_weights_only(path: Path) -> object:
-    """``torch.load(path, weights_only=True)``: tensors and plain containers only. A file that would
-    unpickle anything else is refused with a ``ModelError`` before any of its code runs; a file that
-    is not a ``torch.save`` archive raises ``ValueError``."""
-    if not zipfile.is_zipfile(path):
-        raise ValueError("not a torch.save archive")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use|\n|$)", str(exc))
-        raise ModelError(
-            f"{path}: refused to unpickle it: leam loads plain state dicts only (torch.load with "
-            f"weights_only=True); save one with torch.save(model.state_dict(), path)"
-            + (f" ({found.group(1).strip()})" if found else "")
-        ) from None
-
-
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict of tensors from ``path``; pickled objects are refused (``load_weights_only``)."""
+    """A state dict of tensors from ``path``; pickled objects are refused (``load_torch_file``), unless
+    trusted (``trust_pickles``): then a whole pickled model gives its state dict."""
     if not path.is_file():
         raise ModelError(f"weight file not found: {path}")
     try:
-        state = load_weights_only(path)
+        state = load_torch_file(path)
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, ... on non-checkpoints
         raise ModelError(f"{path} is not a PyTorch state dict file: {type(exc).__name__}: {exc}") from None
+    if isinstance(state, nn.Module):  # only a trusted, fully unpickled file can hold one
+        state = state.state_dict()
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
     state = dict(state)

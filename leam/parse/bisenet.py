@@ -39,6 +39,7 @@ from torch import nn
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
+from leam.models._torch_file import pickles_trusted
 from leam.parse import register_parser
 from leam.parse._crop import head_crop_warp, labels_to_chip
 from leam.parse._labels import CLASSES, LabelMap
@@ -178,11 +179,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"BiSeNet weights not found at {path}: supply {WEIGHTS_FILE} (face-parsing.PyTorch)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # in full only inside leam.models.trust_pickles() (--trust-model-file)
+        state = torch.load(path, map_location="cpu", weights_only=not pickles_trusted())
     except Exception as exc:  # UnpicklingError (refused object), RuntimeError (not a torch file), ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: cannot be read as a tensors-only state dict ({first})") from exc
+    if isinstance(state, nn.Module):  # only a trusted, fully unpickled file can hold one
+        state = state.state_dict()
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import warnings
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -52,18 +53,20 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
     out = Path(out_path) if out_path else Path(run_dir) / "report.html"
     summaries = summarise(tables)
     files = write_tables(summaries, out.parent / "report_tables")
-    parts = [
-        _glance(summaries),
-        _setup(manifest, tables, summaries),
-        _similarity(tables, summaries),
-        _occlusion(summaries),
-        _transfer(summaries, manifest),
-        _regions(summaries),
-        _groups(tables, summaries),
-        _examples(store, tables, manifest),
-        _failures(summaries),
-        _table_links(files, out.parent),
-    ]
+    with warnings.catch_warnings():  # names in scripts the font lacks (東京) are boxes in figures; tables show them
+        warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+        parts = [
+            _glance(summaries),
+            _setup(manifest, tables, summaries),
+            _similarity(tables, summaries),
+            _occlusion(summaries),
+            _transfer(summaries, manifest),
+            _regions(summaries),
+            _groups(tables, summaries),
+            _examples(store, tables, manifest),
+            _failures(summaries),
+            _table_links(files, out.parent),
+        ]
     nav = " ".join(f'<a href="#{k}">{escape(v)}</a>' for k, v in SECTIONS.items())
     data = escape(str(manifest.get("config", {}).get("data", "?")))
     page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -384,8 +387,9 @@ def _failures(summaries: dict[str, pd.DataFrame]) -> str:
         return section("failures", "<p>No photo or identity failed.</p>")
     total = counts.groupby(["model", "stage"], sort=False)["count"].sum().reset_index()
     body = [note("Photos that could not be used (stage face: unreadable, no face, several faces; stage reference: "
-                 "the photo equals its reference) and identities left out (stage identity: fewer than two usable "
-                 "photos). Per photo in the run's failures table."),
+                 "the photo equals its reference), identities left out (stage identity: fewer than two usable "
+                 "photos) and entries of the data folder that could not be read (stage data: symbolic link loops, "
+                 "broken links). Per photo in the run's failures table."),
             html_table(total, "Failures per model and stage"), html_table(counts, "Failures by reason")]
     return section("failures", "\n".join(body))
 

@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leam.dataset import identity_folders
+from leam.dataset import scan_identity_folders, text_name
 from leam.errors import LeamError
 
 
@@ -14,7 +14,7 @@ from leam.errors import LeamError
 class Photo:
     path: Path
     identity: str
-    name: str  # file path relative to the data folder: a stable key
+    name: str  # file path relative to the data folder (``text_name``): a stable key
     attrs: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
 
@@ -35,8 +35,8 @@ def load_dataset(root: str | Path) -> dict[str, list[Photo]]:
                 identity = row.pop("identity")
                 out.setdefault(identity, []).append(Photo(root / rel, identity, rel, dict(row)))
     else:
-        for identity, paths in identity_folders(root).items():
-            out[identity] = [Photo(p, identity, str(p.relative_to(root))) for p in paths]
+        for identity, paths in scan_identity_folders(root).identities.items():
+            out[identity] = [Photo(p, identity, text_name(str(p.relative_to(root)))) for p in paths]
     if not out:
         raise LeamError(f"{root}: no photos found (expected <identity>/<image files>)")
     return {k: sorted(v, key=lambda p: p.name) for k, v in sorted(out.items())}
@@ -48,3 +48,12 @@ def attribute_names(dataset: dict[str, list[Photo]]) -> list[str]:
         for p in photos:
             names.update(dict.fromkeys(p.attrs))
     return list(names)
+
+
+def skipped_entries(root: str | Path) -> dict[str, str]:
+    """{entry: reason} for the entries of a folder-laid-out data folder that are not read (symbolic link
+    loops, broken links, unlistable folders); none for a data folder with ``manifest.csv``."""
+    root = Path(root)
+    if (root / "manifest.csv").is_file():
+        return {}
+    return scan_identity_folders(root).skipped

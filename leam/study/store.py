@@ -9,8 +9,12 @@ Layout::
     RUN/parts/<unit>/done.json       written last: the unit is complete
     RUN/tables/<table>.parquet       all done units' rows, in a fixed order (``consolidate``)
 
-A unit killed half-way has no ``done.json`` and is redone from scratch; a temporary file left by a
-kill is never read and is removed on resume.
+Every file is written to a temporary file and renamed into place, so a reader sees a whole file or
+none. A unit killed half-way has no ``done.json`` and is redone from scratch; ``done.json`` lists the
+unit's files with their sizes, so a unit whose file was later truncated or lost (a copy cut short, a
+disk error) is redone too; a temporary file left by a kill is never read and is removed on resume.
+A write that fails (disk full, file-size limit) raises ``RunWriteError``: one line, and the run
+resumes where it stopped once there is room.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class RunLockedError(LeamError):
     """Another process is working on the same run folder."""
 
 
+class RunWriteError(LeamError):
+    """A file of the run could not be written (disk full, file-size limit, permissions)."""
+
+
 def unit_dir_name(*parts: str) -> str:
     """A file-system-safe, unique folder name for a unit (e.g. model + identity of any spelling)."""
     key = "\x1f".join(parts)
@@ -46,17 +54,26 @@ def unit_dir_name(*parts: str) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place; an ``OSError`` (disk
+    full, file too large, ...) becomes a ``RunWriteError`` naming the file, with nothing left behind."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users of the run
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise RunWriteError(f"cannot write {path} ({exc.strerror or exc}); make room (disk space, file-size "
+                            "limit) and run the same command again: the run resumes where it stopped") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -97,7 +114,14 @@ class RunStore:
     def read_manifest(self) -> dict | None:
         if not self.manifest_path.is_file():
             return None
-        return json.loads(self.manifest_path.read_text())
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise LeamError(f"{self.manifest_path}: unreadable ({exc}); it is not a run of leam's, or was "
+                            "damaged outside leam: use another --out folder") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+            raise LeamError(f"{self.manifest_path}: not the run.json of a leam study; use another --out folder")
+        return manifest
 
     def write_manifest(self, manifest: dict) -> None:
         atomic_write(self.manifest_path, json.dumps(manifest, indent=2, default=str).encode())
@@ -106,22 +130,39 @@ class RunStore:
         return self.root / "parts" / unit
 
     def is_done(self, unit: str) -> bool:
-        return (self.unit_dir(unit) / "done.json").is_file()
+        """Whether the unit's ``done.json`` is there and every file it lists has the size it was written
+        with (a unit done before sizes were recorded counts as done)."""
+        d = self.unit_dir(unit)
+        try:
+            done = json.loads((d / "done.json").read_bytes())
+            files = done.get("files", {})
+            return all((d / name).stat().st_size == size for name, size in files.items())
+        except (OSError, ValueError, AttributeError):  # missing, truncated or not a marker of ours
+            return False
 
     def write_unit(self, unit: str, tables: dict[str, pd.DataFrame], arrays: dict[str, np.ndarray] | None = None,
                    info: dict | None = None) -> None:
-        """Write a unit's tables (and arrays), then its ``done.json`` marker."""
+        """Write a unit's tables (and arrays), then its ``done.json`` marker listing them with their sizes;
+        files of an earlier, unfinished attempt are removed first."""
         d = self.unit_dir(unit)
         (d / "done.json").unlink(missing_ok=True)
+        if d.is_dir():
+            for stale in d.iterdir():
+                if not stale.is_dir():
+                    stale.unlink()
+        files = {}
         for name, df in tables.items():
             if name not in TABLES:
                 raise ValueError(f"unknown table {name!r}")
-            atomic_write(d / f"{name}.parquet", parquet_bytes(df))
+            files[f"{name}.parquet"] = parquet_bytes(df)
         if arrays:
             buf = io.BytesIO()
             np.savez_compressed(buf, **arrays)
-            atomic_write(d / "maps.npz", buf.getvalue())
-        atomic_write(d / "done.json", json.dumps(info or {}, default=str).encode())
+            files["maps.npz"] = buf.getvalue()
+        for name, data in files.items():
+            atomic_write(d / name, data)
+        done = {**(info or {}), "files": {name: len(data) for name, data in files.items()}}
+        atomic_write(d / "done.json", json.dumps(done, default=str).encode())
 
     def unit_table(self, unit: str, name: str) -> pd.DataFrame | None:
         path = self.unit_dir(unit) / f"{name}.parquet"
@@ -142,8 +183,9 @@ class RunStore:
     def consolidate(self, units: list[str]) -> dict[str, pd.DataFrame]:
         """Concatenate the done units' tables in the given (planned) order into ``tables/``."""
         out = {}
+        done = [u for u in units if self.is_done(u)]
         for name in TABLES:
-            frames = [t for u in units if self.is_done(u) and (t := self.unit_table(u, name)) is not None]
+            frames = [t for u in done if (t := self.unit_table(u, name)) is not None]
             frames = [f for f in frames if len(f)]
             df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
             path = self.root / "tables" / f"{name}.parquet"
@@ -152,5 +194,13 @@ class RunStore:
         return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {n: pd.read_parquet(self.root / "tables" / f"{n}.parquet") for n in TABLES
-                if (self.root / "tables" / f"{n}.parquet").is_file()}
+        out = {}
+        for name in TABLES:
+            path = self.root / "tables" / f"{name}.parquet"
+            if path.is_file():
+                try:
+                    out[name] = pd.read_parquet(path)
+                except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                    raise LeamError(f"{path} is damaged ({exc}); run `leam study` with the run's options again: "
+                                    "it rebuilds the tables from the parts") from None
+        return out
