@@ -9,7 +9,11 @@ TORCH  ?= torch==2.13.0
 # The test oracle for FaceNet: OpenCV 4.5.5 runs its TensorFlow graph (4.11+ cannot; 4.5.5 needs numpy<2).
 ORACLE ?= .venv-oracle
 
-.PHONY: setup oracle demo test lint bench clean
+# Peer libraries for benchmarks/peers.py (grad-cam needs torchvision, which does not import beside torch 2.13.0).
+PEERS  ?= .venv-peers
+PEERS_PYTHON ?= python3.11
+
+.PHONY: setup oracle demo test lint bench bench-peers bench-study clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,5 +51,20 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/leam_vs_backward.py
 
+$(PEERS)/.installed: pyproject.toml
+	test -x $(PEERS)/bin/python || $(PEERS_PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	$(PEERS)/bin/python -m pip install --quiet "grad-cam==1.5.7" "captum==0.9.0" "torchcam==0.5.0"
+	$(PEERS)/bin/python -m pip install --quiet -e ".[facenet]"
+	touch $@
+
+bench-peers: $(PEERS)/.installed
+	$(PEERS)/bin/python benchmarks/peers.py --models dlib-resnet facenet
+
+bench-study: setup
+	$(BIN)/python benchmarks/study.py throughput
+	$(BIN)/python benchmarks/study.py profile
+	$(BIN)/python benchmarks/study.py emd
+
 clean:
-	rm -rf $(VENV) $(ORACLE) $(OUT) build *.egg-info
+	rm -rf $(VENV) $(ORACLE) $(PEERS) $(OUT) build *.egg-info

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from leam import __version__
-from leam.cli import demo, embed, explain, layers, models, parse, regions, report, study, verify
+from leam.cli import demo, embed, explain, layers, models, parse, protect, protect_eval, regions, report, study, verify
+from leam.dataset import text_name
 from leam.errors import LeamError
 
-COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, report, verify)
+COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, report, verify, protect, protect_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # the system refused something (disk full, permissions, ...): one line, no traceback
+        where = f"{text_name(str(exc.filename))}: " if exc.filename else ""
+        print(f"leam: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

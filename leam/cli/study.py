@@ -11,6 +11,7 @@ from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
 from leam.models import DEFAULT_MODEL, list_models
 from leam.study.config import REFERENCES, StudyConfig
+from leam.study.engines import ENGINES
 from leam.study.run import run_study
 
 
@@ -39,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="of several faces: only (record a failure; default), largest, or central (LFW-style photos)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="processes (each uses cores / workers threads)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: this machine's processes; ray: a Ray task per unit (pip install 'leam[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: a Ray cluster's address (e.g. auto); default: start Ray here")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto (cuda when there is a GPU)")
     p.add_argument("--out", default="leam-study", help="run folder (default: leam-study); rerun to resume")
     p.set_defaults(func=run)
 
@@ -53,8 +59,9 @@ def parse_layers(specs: list[str]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    config = StudyConfig(
+def study_config(args: argparse.Namespace) -> StudyConfig:
+    """The study's settings from ``leam study``'s arguments."""
+    return StudyConfig(
         data=str(Path(args.data).resolve()),
         models=tuple(args.models),
         layers=parse_layers(args.layers),
@@ -71,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
         face=args.face or ("largest" if args.largest_face else "only"),
         seed=args.seed,
     )
-    tables = run_study(config, args.out, workers=args.workers)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = study_config(args)
+    tables = run_study(config, args.out, workers=args.workers, engine=args.engine, address=args.address,
+                       device=args.device)
     images = tables["images"]
     explained = int((images["role"] == "explained").sum()) if len(images) else 0
     print(f"{explained} photo × model maps, {len(tables['failures'])} failures recorded; tables in "

@@ -76,12 +76,15 @@ class LEAM:
     def __call__(self, images: torch.Tensor, reference: torch.Tensor, allow_self_reference: bool = False) -> LeamResult:
         """Maps for ``images`` (N, 3, H, W) against ``reference`` (N, D) or (D,) embeddings.
 
+        Both are moved to the net's device (its parameters'), where the results stay.
         Raises ``DegenerateReferenceError`` when an image is its own reference (cosine 1: the
         gradient is zero and the map would be blank), unless ``allow_self_reference``.
         """
         if images.dim() != 4:
             raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
-        reference = reference.detach().to(images.dtype)
+        device = next((p.device for p in self.net.parameters()), images.device)
+        images = images.to(device)
+        reference = reference.detach().to(device, images.dtype)
         if reference.dim() == 1:
             reference = reference.expand(images.shape[0], -1)
         if reference.shape[0] != images.shape[0]:

@@ -61,23 +61,28 @@ class FaceModel:
     weights_path: Path | None = None
     extra: dict = field(default_factory=dict)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the net's parameters are (``model.net.to("cuda")`` moves it); CPU for a net without any."""
+        return next((p.device for p in self.net.parameters()), torch.device("cpu"))
+
     def chips_to_tensor(self, chips: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 RGB chips → (N, 3, H, W) float32 tensor in [0, 255]."""
+        """(N, H, W, 3) uint8 RGB chips → (N, 3, H, W) float32 tensor in [0, 255] on the net's device."""
         chips = np.asarray(chips)
         if chips.ndim == 3:
             chips = chips[None]
         h, w = self.spec.input_size
         if chips.ndim != 4 or chips.shape[1:] != (h, w, 3):
             raise ValueError(f"expected chips of shape (N, {h}, {w}, 3), got {chips.shape}")
-        return torch.from_numpy(np.ascontiguousarray(chips)).permute(0, 3, 1, 2).float()
+        return torch.from_numpy(np.ascontiguousarray(chips)).to(self.device).permute(0, 3, 1, 2).float()
 
     @torch.no_grad()
     def embed(self, chips: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Embeddings (N, D) for aligned uint8 chips (N, H, W, 3)."""
+        """Embeddings (N, D) for aligned uint8 chips (N, H, W, 3), as a NumPy array (on the CPU)."""
         x = self.chips_to_tensor(chips)
         with preserved_state(self.net):
             out = [self.net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy()
+        return torch.cat(out).cpu().numpy()
 
 
 ModelFactory = Callable[[str | Path | None], FaceModel]

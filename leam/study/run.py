@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -19,11 +21,13 @@ from leam.errors import LeamError
 from leam.models import create_model, model_spec
 from leam.parse import create_parser
 from leam.study.config import StudyConfig
-from leam.study.dataset import load_dataset
+from leam.study.dataset import load_dataset, skipped_entries
+from leam.study.engines import check_engine, ray_units, resolve_device
 from leam.study.store import RunStore, unit_dir_name
-from leam.study.units import Unit, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng
+from leam.study.units import Unit, failure, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng
 
 _CACHE: dict = {}
+DATA_UNIT = unit_dir_name("data")  # the failures of the data folder itself (e.g. a symbolic link loop)
 
 
 def unit_name(unit: Unit) -> str:
@@ -40,10 +44,12 @@ def plan(config: StudyConfig, identities: Iterable[str]) -> list[list[Unit]]:
     return phases
 
 
-def _model(name: str):
-    if name not in _CACHE:
-        _CACHE[name] = create_model(name)
-    return _CACHE[name]
+def _model(name: str, device: str = "cpu"):
+    key = ("model", name, device)
+    if key not in _CACHE:
+        _CACHE[key] = create_model(name)
+        _CACHE[key].net.to(device)
+    return _CACHE[key]
 
 
 def _parser(name: str):
@@ -53,14 +59,14 @@ def _parser(name: str):
     return _CACHE[key]
 
 
-def execute(root: str, config_dict: dict, unit: Unit) -> Unit:
+def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Unit:
     """Do one unit and write its files (runs in a worker process or in the caller)."""
     config = StudyConfig.from_dict(config_dict)
     store = RunStore(root)
     rng = unit_rng(config, unit)
     if unit.kind == "identity":
         photos = load_dataset_cached(config.data)[unit.identity]
-        tables, arrays = identity_unit(config, _model(unit.model), _parser(config.parser), photos, rng)
+        tables, arrays = identity_unit(config, _model(unit.model, device), _parser(config.parser), photos, rng)
         store.write_unit(unit_name(unit), tables, arrays)
     elif unit.kind == "transfer":
         sources = {}
@@ -70,7 +76,8 @@ def execute(root: str, config_dict: dict, unit: Unit) -> Unit:
             if images is not None and len(images):
                 sources[m] = (images, store.unit_arrays(u))
         own = store.unit_table(unit_name(Unit("identity", unit.model, unit.identity)), "occlusion")
-        tables = transfer_unit(config, _model(unit.model), unit.identity, sources, own) if unit.model in sources else {}
+        model = _model(unit.model, device)
+        tables = transfer_unit(config, model, unit.identity, sources, own) if unit.model in sources else {}
         store.write_unit(unit_name(unit), tables)
     else:
         identities = load_dataset_cached(config.data)
@@ -88,7 +95,7 @@ def execute(root: str, config_dict: dict, unit: Unit) -> Unit:
                 opened[u] = store.unit_arrays(u)
             return opened[u][f"{index}/{layer}"]
 
-        layers = model_layers(config, _model(unit.model))
+        layers = model_layers(config, _model(unit.model, device))
         store.write_unit(unit_name(unit), pairs_unit(config, unit.model, layers, images, load_map, rng))
     return unit
 
@@ -100,10 +107,19 @@ def load_dataset_cached(data: str):
     return _CACHE[key]
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
+
+
+def _exit_without(parent: int) -> None:
+    """End this worker once the study's process is gone (killed): an orphan would go on writing into the
+    run folder without holding its lock, beside the process that resumes the run, and never exit."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 def run_study(
@@ -112,8 +128,14 @@ def run_study(
     workers: int = 1,
     progress: bool = True,
     on_unit: Callable[[Unit], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    device: str = "cpu",
 ) -> dict[str, pd.DataFrame]:
-    """Run (or resume) the study into ``out``; returns the consolidated tables."""
+    """Run (or resume) the study into ``out``; returns the consolidated tables. ``engine``, ``address``
+    and ``device``: where units run (``leam.study.engines``); the run folder is the same for all."""
+    check_engine(engine, address)
+    device = resolve_device(device)
     store = RunStore(out)
     with store.lock():
         manifest = store.read_manifest()
@@ -137,6 +159,10 @@ def run_study(
             }
             store.write_manifest(manifest)
         store.clean_temporaries()
+        if not store.is_done(DATA_UNIT):  # entries of the data folder left out, and why (per model, as failures)
+            skipped = [failure(m, entry, "", "data", reason) for m in config.models
+                       for entry, reason in skipped_entries(config.data).items()]
+            store.write_unit(DATA_UNIT, {"failures": pd.DataFrame(skipped)})
         phases = plan(config, dataset)
         for phase in phases:
             pending = [u for u in phase if not store.is_done(unit_name(u))]
@@ -146,11 +172,11 @@ def run_study(
             bar = tqdm(total=len(phase), initial=len(phase) - len(pending), desc=label, unit="unit",
                        disable=not progress, dynamic_ncols=True)
             with bar:
-                for unit in _run_units(str(out), wanted, pending, workers):
+                for unit in _run_units(str(out), wanted, pending, workers, engine, address, device):
                     bar.update()
                     if on_unit:
                         on_unit(unit)
-        units = [unit_name(u) for phase in phases for u in phase]
+        units = [DATA_UNIT] + [unit_name(u) for phase in phases for u in phase]
         tables = store.consolidate(units)
         manifest["finished"] = True
         manifest["counts"] = {k: len(v) for k, v in tables.items()}
@@ -158,15 +184,19 @@ def run_study(
         return tables
 
 
-def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int) -> Iterable[Unit]:
+def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int, engine: str = "local",
+               address: str | None = None, device: str = "cpu") -> Iterable[Unit]:
+    if engine == "ray":
+        yield from ray_units(root, config_dict, units, workers, address, device)
+        return
     if workers <= 1:
         for unit in units:
-            yield execute(root, config_dict, unit)
+            yield execute(root, config_dict, unit, device)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        futures = [pool.submit(execute, root, config_dict, u) for u in units]
+                             initargs=(threads, os.getpid())) as pool:
+        futures = [pool.submit(execute, root, config_dict, u, device) for u in units]
         for f in as_completed(futures):
             yield f.result()
 

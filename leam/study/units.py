@@ -106,7 +106,7 @@ def identity_unit(
         x = model.chips_to_tensor(np.stack([usable[i][2].chip for i in batch]))
         ref = torch.as_tensor(np.stack([refs[i] for i in batch]), dtype=torch.float32)
         result = engine(x, ref, allow_self_reference=True)
-        agg = result.aggregate(config.aggregation).numpy()
+        agg = result.aggregate(config.aggregation).cpu().numpy()
         for j, i in enumerate(batch):
             p, img, face = usable[i]
             cos = float(result.cosine[j])
@@ -114,7 +114,7 @@ def identity_unit(
                 failures.append(failure(name, identity, p.name, "reference",
                                         "the photo equals its reference (cosine 1): no gradient, no map"))
                 continue
-            maps = {layer: result.maps[layer][j].numpy() for layer in layers}
+            maps = {layer: result.maps[layer][j].cpu().numpy() for layer in layers}
             labels = parser.parse(img, face)
             table = region_table({**maps, "aggregate": agg[j]}, labels, config.thresholds)
             region_frames.append(table.assign(model=name, identity=identity, image=p.name))

@@ -42,7 +42,8 @@ def test_transfer_diagonal_is_the_models_own_occlusion(small_run: Path) -> None:
     for _, r in diag.iterrows():
         assert r["drop"] == own.loc[(r["target_model"], r["image"], r["percent"]), "drop"]
     off = transfer[transfer["source_model"] != transfer["target_model"]]
-    assert set(zip(off["source_model"], off["target_model"])) == {("dlib-resnet", "facenet"), ("facenet", "dlib-resnet")}
+    pairs = set(zip(off["source_model"], off["target_model"]))
+    assert pairs == {("dlib-resnet", "facenet"), ("facenet", "dlib-resnet")}
     assert off.groupby(["target_model", "image", "percent"]).size().eq(1).all()  # no duplicated rows
 
 

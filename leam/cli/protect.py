@@ -1,0 +1,85 @@
+"""``leam protect``: change the few pixels of a person's photos the models rely on, so that they no longer
+match the person's other photos; write the protected photos and a report."""
+
+from __future__ import annotations
+
+import argparse
+
+from leam.errors import LeamError
+from leam.face.detect import FACE_CHOICES
+from leam.models import DEFAULT_MODEL, list_models
+
+
+def add_protect_options(p: argparse.ArgumentParser) -> None:
+    """Options of the optimiser, shared with ``leam protect-eval``."""
+    from leam.protect.optimise import OBJECTIVES, PRECISIONS
+
+    p.add_argument("--epsilon", type=float, default=255.0, metavar="E",
+                   help="largest change of a masked pixel's channel, grey levels 1-255 (default: 255, any content: "
+                        "only the number of pixels is limited)")
+    p.add_argument("--steps", type=int, default=50, help="projected gradient steps (default: 50)")
+    p.add_argument("--step-size", type=float, default=None, metavar="A",
+                   help="mean step in grey levels (default: 2.5 x epsilon / steps; decays linearly to 0)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="margin",
+                   help="margin: distance to the references over each model's threshold (default); cosine")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="of the networks while optimising (default: float32; bfloat16 is ~2x faster on CPUs with "
+                        "bf16 units; the evaluation always runs in float32)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random start and random masks (default: 0)")
+    p.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
+                   help="quality of protected JPEG photos (default: 95, no chroma subsampling)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads (default: torch's)")
+
+
+def protect_config(args: argparse.Namespace):
+    from leam.protect.core import ProtectConfig
+
+    try:
+        return ProtectConfig(epsilon=args.epsilon, steps=args.steps, step_size=args.step_size, seed=args.seed,
+                             jpeg_quality=args.jpeg_quality, objective=args.objective,
+                             precision=args.precision)
+    except ValueError as exc:
+        raise LeamError(str(exc)) from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from leam.protect.api import MASKS
+
+    p = sub.add_parser("protect", help="protect one person's photos against face recognition, guided by LEAM")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of one person (JPEG, PNG, TIFF, BMP, WebP)")
+    p.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], metavar="MODEL",
+                   help=f"the ensemble to optimise against (default: {DEFAULT_MODEL}; "
+                        f"known: {', '.join(list_models())})")
+    p.add_argument("--budget", type=float, default=1.0, metavar="P",
+                   help="pixels to change, percent of the face box (default: 1)")
+    p.add_argument("--mask", choices=MASKS, default="leam",
+                   help="leam: each photo's own LEAM map (default); consensus: the person's map over all photos")
+    p.add_argument("--reference", nargs="+", default=None, metavar="PHOTO",
+                   help="photos of the person to protect against (default: each photo against the others given)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also black occlusion, random pixels and a dense perturbation at the same budget")
+    p.add_argument("--eval-models", nargs="+", default=None, metavar="MODEL",
+                   help="models to evaluate with (default: every registered model whose weights are installed)")
+    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
+                   help="of several faces in a photo: largest (default), central, or only (refuse)")
+    add_protect_options(p)
+    p.add_argument("--out", default="protect-out", help="output folder (default: protect-out)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from leam.protect.api import protect_files
+    from leam.protect.report import write_protect_report
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = protect_files(args.images, args.models, args.out, budget=args.budget, mask=args.mask,
+                           references=args.reference, baselines=args.baselines, eval_models=args.eval_models,
+                           face=args.face, config=protect_config(args))
+    page = write_protect_report(result, args.out)
+    for line in result.lines():
+        print(line)
+    print(f"wrote {len(result.outputs)} protected photo(s) to {args.out}/, report {page}")
+    return 0

@@ -1,0 +1,56 @@
+"""``leam protect-eval``: how well protection holds over a folder, per budget and model, seen and unseen."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leam.cli.protect import add_protect_options, protect_config
+from leam.face.detect import FACE_CHOICES
+from leam.models import list_models
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from leam.protect.core import METHODS
+    from leam.protect.study import ENSEMBLES
+
+    p = sub.add_parser("protect-eval", help="measure protection over a folder <identity>/<images> (resumable)")
+    p.add_argument("data", metavar="DATA", help="photos as <identity>/<image files>")
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL",
+                   help=f"registered models: the ensembles are drawn from them and every photo is evaluated by "
+                        f"all of them (known: {', '.join(list_models())})")
+    p.add_argument("--budgets", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",
+                   help="budgets, percent of the face box's pixels (default: 0.5 1 2 5)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=["leam", "random", "black", "dense"],
+                   help="protections to compare (default: leam random black dense)")
+    p.add_argument("--ensembles", choices=ENSEMBLES, default="loo",
+                   help="loo: each model left out in turn (default); all: every model; both")
+    p.add_argument("--identities", type=int, default=None, metavar="N", help="only N identities (sorted by name)")
+    p.add_argument("--offset", type=int, default=0, metavar="K", help="skip the first K identities (default: 0)")
+    p.add_argument("--photos", type=int, default=1, metavar="N",
+                   help="photos protected per identity, the first by name (default: 1); all are references")
+    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
+                   help="of several faces in a photo: largest (default), central, or only (refuse)")
+    add_protect_options(p)
+    p.add_argument("--out", default="protect-eval", help="run folder (default: protect-eval); rerun to resume")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from leam.protect.report import write_eval_report
+    from leam.protect.study import EvalConfig, run_protect_eval
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = EvalConfig(
+        data=str(Path(args.data).resolve()), models=tuple(args.models), budgets=tuple(args.budgets),
+        methods=tuple(dict.fromkeys(args.methods)), ensembles=args.ensembles, identities=args.identities,
+        offset=args.offset, photos=args.photos, face=args.face, protect=protect_config(args),
+    )
+    tables = run_protect_eval(config, args.out)
+    page = write_eval_report(args.out)
+    print(f"{tables['results']['image'].nunique() if len(tables['results']) else 0} photos protected; "
+          f"tables in {Path(args.out) / 'tables'}/, report {page}")
+    return 0

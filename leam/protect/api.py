@@ -1,0 +1,177 @@
+"""``protect_files``: the plain function behind ``leam protect`` — protect one person's photos, write
+them like the originals, and measure every written photo as an attacker would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leam.errors import LeamError
+from leam.face import warp_to_photo
+from leam.image import load_image
+from leam.models import FaceModel, create_model, default_weights_path, list_models
+from leam.protect.core import ProtectConfig, protect_photo
+from leam.protect.evaluate import evaluate_photo, visible_change
+from leam.protect.mask import consensus_map, leam_aggregates
+from leam.protect.person import PersonPhoto, embed_all, ensemble_name, load_photo, references_for
+from leam.protect.save import save_like, source_format
+from leam.protect.summary import summarise
+from leam.study.store import atomic_write
+
+MASKS = ("leam", "consensus")
+BASELINES = ("random", "black", "dense")
+
+
+@dataclass
+class PhotoResult:
+    """One input photo: the original and every written version's pixels (as decoded) and mask."""
+
+    source: Path
+    original: np.ndarray
+    box: tuple[int, int, int, int]
+    # method → (written path, pixels as decoded from it, the mask of pixels allowed to change)
+    versions: dict[str, tuple[Path, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass
+class ProtectResult:
+    ensemble: list[str]
+    eval_models: list[str]
+    budget: float
+    mask: str
+    config: ProtectConfig
+    references: list[str]  # the reference photos, or "the other photos"
+    rows: pd.DataFrame  # one row per photo x version x evaluating model (``leam.protect.summary``)
+    photos: list[PhotoResult]
+    thresholds: dict[str, str]
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [p.versions[self.mask][0] for p in self.photos]
+
+    def summary(self) -> pd.DataFrame:
+        return summarise(self.rows)
+
+    def lines(self) -> list[str]:
+        """A short text summary: per model, match rate and cosine before → after for the main protection."""
+        s = self.summary()
+        s = s[s["method"] == self.mask]
+        return [f"{r.model} ({'in the ensemble' if r.seen else 'not in the ensemble'}): match "
+                f"{r.match_before:.0%} → {r.match:.0%}, cosine {r.cosine_before:.3f} → {r.cosine:.3f}, "
+                f"SSIM {r.ssim:.3f}, PSNR {r.psnr:.1f} dB" for r in s.itertuples()]
+
+
+def installed_models() -> list[str]:
+    """Registered models whose weights are installed."""
+    return [n for n in list_models() if default_weights_path(n) is not None]
+
+
+def protect_files(
+    images: Sequence[str | Path],
+    models: Sequence[str],
+    out: str | Path,
+    budget: float = 1.0,
+    mask: str = "leam",
+    references: Sequence[str | Path] | None = None,
+    baselines: bool = False,
+    eval_models: Sequence[str] | None = None,
+    face: str = "largest",
+    config: ProtectConfig | None = None,
+) -> ProtectResult:
+    """Protect ``images`` (one person's photos) against the ensemble ``models`` and write them to ``out``
+    under their own names (baselines under ``out/baselines/<method>/``, the masks as ``out/masks/<name>.png``);
+    evaluate every written file with ``eval_models`` (default: every installed registered model)."""
+    config = config or ProtectConfig()
+    if mask not in MASKS:
+        raise LeamError(f"expected --mask in {MASKS}, got {mask!r}")
+    if not 0 < budget <= 100:
+        raise LeamError(f"--budget is a percentage of the face box in (0, 100], got {budget}")
+    if not models or len(set(models)) != len(models):
+        raise LeamError(f"expected one or more distinct models, got {list(models)}")
+    if not references and len(images) < 2:
+        raise LeamError("give two or more photos of the person (each is protected against the others), "
+                        "or --reference PHOTO")
+    for path in images:
+        source_format(path)
+    evaluators = list(dict.fromkeys([*models, *(eval_models or installed_models())]))
+    loaded = {n: create_model(n) for n in evaluators}
+    ensemble = [loaded[n] for n in models]
+    every = list(loaded.values())
+    photos = [load_photo(p, every, face) for p in images]
+    emb = embed_all(every, photos)
+    external = None
+    if references:
+        ref_photos = [load_photo(p, every, face) for p in references]
+        external = embed_all(every, ref_photos)
+    refs = [references_for(i, emb, external) for i in range(len(photos))]
+    maps = _maps(ensemble, photos, refs)
+    consensus = _consensus(ensemble, photos, maps) if mask == "consensus" else [None] * len(photos)
+    methods = [mask] + (list(BASELINES) if baselines else [])
+    names = _output_names([Path(p) for p in images])
+    out = Path(out)
+    rows, results = [], []
+    for i, person in enumerate(photos):
+        base = {"identity": "", "image": str(person.path)}
+        result = PhotoResult(person.path, person.photo, person.face.box)
+        rows += [{**base, "ensemble": "", "method": "none", "budget": 0.0, "seen": False, **r}
+                 for r in evaluate_photo(person.photo, person.face.box, every, refs[i])]
+        for p in protect_photo(person, ensemble, refs[i], maps[i], [budget], methods, config, consensus[i]):
+            target = out / names[i] if p.method == mask else out / "baselines" / p.method / names[i]
+            saved = load_image(save_like(person.path, p.pixels, target, config.jpeg_quality))
+            result.versions[p.method] = (target, saved, p.mask)
+            if p.method == mask:  # which pixels were allowed to change: white
+                atomic_write(out / "masks" / f"{Path(names[i]).stem}.png", _png(p.mask))
+            info = {**base, "ensemble": ensemble_name(models), "method": p.method, "budget": p.budget,
+                    "mask_pixels": int(p.mask.sum()), "epsilon": p.epsilon, "objective": p.objective,
+                    **visible_change(person.photo, saved, person.face.box)}
+            rows += [{**info, "seen": r["model"] in models, **r}
+                     for r in evaluate_photo(saved, person.face.box, every, refs[i])]
+        results.append(result)
+    thresholds = {m.spec.name: f"{m.spec.threshold_metric} {'>' if m.spec.threshold_metric == 'cosine' else '<'} "
+                               f"{m.spec.threshold:g}" for m in every}
+    return ProtectResult(list(models), evaluators, budget, mask, config,
+                         [str(r) for r in references] if references else ["the other photos given"],
+                         pd.DataFrame(rows), results, thresholds)
+
+
+def _maps(ensemble: list[FaceModel], photos: list[PersonPhoto], refs: list[dict]) -> list[dict[str, np.ndarray]]:
+    maps: list[dict[str, np.ndarray]] = [{} for _ in photos]
+    for m in ensemble:
+        name = m.spec.name
+        agg = leam_aggregates(m, [p.aligned[name] for p in photos], np.stack([r[name].mean(0) for r in refs]))
+        for i in range(len(photos)):
+            maps[i][name] = agg[i]
+    return maps
+
+
+def _consensus(ensemble: list[FaceModel], photos: list[PersonPhoto], maps: list[dict]) -> list[np.ndarray]:
+    """The person's consensus map (``consensus_map``, in the first model's frame) drawn onto each photo."""
+    frame = ensemble[0].spec.name
+    c = consensus_map(maps, [{m.spec.name: p.aligned[m.spec.name].warp for m in ensemble} for p in photos], frame)
+    return [warp_to_photo(c, p.aligned[frame].warp, p.photo.shape[:2]) for p in photos]
+
+
+def _png(mask: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _output_names(paths: list[Path]) -> list[str]:
+    """The input file names, made unique with -2, -3, ... where two inputs share a name."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        key = p.name.lower()
+        seen[key] = seen.get(key, 0) + 1
+        out.append(p.name if seen[key] == 1 else f"{p.stem}-{seen[key]}{p.suffix}")
+    return out

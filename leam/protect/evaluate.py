@@ -1,0 +1,107 @@
+"""Does a protected photo still match its person? Measured as an attacker would: on the photo as saved.
+
+``evaluate_photo`` takes the decoded saved file, detects faces afresh (dlib's HOG and five points),
+keeps the face that overlaps the original face's box most (intersection over union ≥ 0.3; else the
+face is "lost", which counts as no match), aligns it for each model, embeds it, and compares it
+with the person's reference embeddings (from their unprotected photos):
+
+* ``cosine``: cosine similarity to the mean reference embedding (the LEAM reference);
+* ``match``: the share of reference photos the face is verified against — a pair is the same person
+  when its distance (Euclidean, or 1 − cosine for cosine thresholds) is below the model's own
+  threshold (``ModelSpec.threshold`` / ``threshold_metric``);
+* ``match_any``: whether at least one reference photo verifies it (an attacker with a gallery).
+
+``visible_change`` measures what a viewer sees: SSIM and PSNR (scikit-image, data range 255) over
+the whole photo and over the face box, and the L0 / L2 / L∞ size of the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+from leam.face import Face, detect_faces, estimate_warp, warp_to_chip
+from leam.metrics.occlusion import cosine
+from leam.models import FaceModel
+from leam.verify import pair_distances, spec_distance_threshold
+
+MIN_IOU = 0.3
+
+
+def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
+    """Intersection over union of two boxes (left, top, right, bottom)."""
+    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def redetect(photo: np.ndarray, original_box: Sequence[int]) -> Face | None:
+    """The face in ``photo`` overlapping ``original_box`` most (IoU ≥ ``MIN_IOU``), or None."""
+    faces = detect_faces(photo)
+    scored = [(box_iou(f.box, original_box), f) for f in faces]
+    scored = [s for s in scored if s[0] >= MIN_IOU]
+    return max(scored, key=lambda s: s[0])[1] if scored else None
+
+
+def match_scores(model: FaceModel, embedding: np.ndarray, references: np.ndarray) -> dict:
+    """cosine (to the mean reference), match (share of references verified) and match_any for one (D,)
+    embedding against ``references`` (R, D)."""
+    refs = np.atleast_2d(references)
+    stacked = np.vstack([embedding[None], refs])
+    pairs = np.stack([np.zeros(len(refs), int), np.arange(1, len(refs) + 1)], axis=1)
+    dist = pair_distances(stacked, pairs, model.spec.threshold_metric)
+    same = dist < spec_distance_threshold(model)
+    return {"cosine": float(cosine(embedding, refs.mean(0))[0]), "match": float(same.mean()),
+            "match_any": bool(same.any()), "distance_min": float(dist.min())}
+
+
+def evaluate_photo(
+    photo: np.ndarray, original_box: Sequence[int], models: Sequence[FaceModel],
+    references: Mapping[str, np.ndarray],
+) -> list[dict]:
+    """One row per model: face_found, cosine, match, match_any, distance_min (NaN / no match when lost)."""
+    face = redetect(photo, original_box)
+    rows = []
+    for m in models:
+        if face is None:
+            rows.append({"model": m.spec.name, "face_found": False, "cosine": np.nan, "match": 0.0,
+                         "match_any": False, "distance_min": np.nan})
+            continue
+        chip = warp_to_chip(photo, estimate_warp(face.landmarks, m.spec.template))
+        emb = m.embed(chip[None])[0]
+        rows.append({"model": m.spec.name, "face_found": True, **match_scores(m, emb, references[m.spec.name])})
+    return rows
+
+
+def psnr(original: np.ndarray, changed: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB for uint8 images (peak 255); inf when identical."""
+    mse = np.mean((original.astype(np.float64) - changed.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def ssim(original: np.ndarray, changed: np.ndarray) -> float:
+    """Mean structural similarity of two (H, W, 3) uint8 images: scikit-image's defaults (7 x 7 uniform
+    window, K1 0.01, K2 0.03, sample covariances), data range 255, averaged over the channels."""
+    if min(original.shape[:2]) < 7:
+        return float("nan")
+    return float(structural_similarity(original, changed, data_range=255, channel_axis=2))
+
+
+def visible_change(original: np.ndarray, changed: np.ndarray, box: Sequence[int]) -> dict:
+    """SSIM and PSNR over the photo and its face box, and the changed pixels' count, L2 and L∞ norms."""
+    if original.shape != changed.shape:
+        raise ValueError(f"expected images of one shape, got {original.shape} and {changed.shape}")
+    h, w = original.shape[:2]
+    left, top, right, bottom = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
+    crop = (slice(top, bottom), slice(left, right))
+    diff = changed.astype(np.float64) - original.astype(np.float64)
+    return {
+        "ssim": ssim(original, changed), "psnr": psnr(original, changed),
+        "ssim_face": ssim(original[crop], changed[crop]), "psnr_face": psnr(original[crop], changed[crop]),
+        "changed_pixels": int(np.any(diff != 0, axis=2).sum()), "l2": float(np.sqrt((diff**2).sum())),
+        "linf": float(np.abs(diff).max()),
+    }

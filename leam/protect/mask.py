@@ -1,0 +1,105 @@
+"""Which photo pixels to change: LEAM maps drawn onto the photo, per image or per person, at a budget.
+
+All masks live in the *photo* frame, so one mask serves every model of an ensemble (each sees the
+photo through its own alignment warp):
+
+* ``photo_map``: the mean over the ensemble's models of each model's aggregate LEAM map drawn back
+  onto the photo (``warp_to_photo``; 0 outside a model's chip), and the *region* the models see: the
+  photo pixels inside at least one model's chip.
+* ``consensus_map``: one map per person. Every photo's map of every model is carried into one
+  canonical aligned frame (the first model's chip: chip m → photo → chip of the first model) and
+  averaged where it covers the frame; the mean is drawn back onto each photo. Its top pixels mark
+  the same places of the face in every photo of the person.
+* The budget is a pixel count: ``budget_pixels`` = ⌈p % of the face box⌉ (dlib's detection
+  rectangle, clipped to the photo), so a budget means the same share of a face in a small or a large
+  photo. ``top_pixels`` takes that many of the region's most activated pixels (ties in raster
+  order); ``random_pixels`` as many uniformly from the region (the random-mask baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from skimage.transform import AffineTransform, warp
+
+from leam.face import AlignedFace, Warp, warp_to_photo
+from leam.maps import LEAM
+from leam.metrics.occlusion import random_mask
+from leam.metrics.regions import pixel_ranking, top_count
+from leam.models import FaceModel
+from leam.protect.warp import footprint
+
+
+def leam_aggregates(model: FaceModel, faces: Sequence[AlignedFace], references: np.ndarray) -> np.ndarray:
+    """(N, h, w) aggregate LEAM maps (mean of the default layers' normalised maps) of ``faces`` against
+    ``references`` (N, D): each face's own reference embedding (e.g. the mean of the person's others)."""
+    engine = LEAM(model.net, list(model.spec.default_layers))
+    x = model.chips_to_tensor(np.stack([f.chip for f in faces]))
+    result = engine(x, torch.as_tensor(np.asarray(references, dtype=np.float32)), allow_self_reference=True)
+    return result.aggregate("mean").numpy().astype(np.float64)
+
+
+def budget_pixels(box: tuple[int, int, int, int], photo_shape: tuple[int, int], percent: float) -> int:
+    """⌈``percent`` % of the face box's pixels⌉ (box (left, top, right, bottom) clipped to the photo)."""
+    left, top, right, bottom = box
+    height, width = photo_shape
+    area = max(0, min(right, width) - max(left, 0)) * max(0, min(bottom, height) - max(top, 0))
+    if area == 0:
+        raise ValueError(f"face box {box} lies outside the {width}x{height} photo")
+    return top_count(area, percent)
+
+
+def photo_map(
+    chip_maps: Mapping[str, np.ndarray], warps: Mapping[str, Warp], photo_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, region): the mean of the models' chip maps drawn onto the photo (H, W) float, and the
+    pixels at least one model's chip covers (H, W) bool."""
+    if not chip_maps:
+        raise ValueError("expected at least one model's map")
+    values = np.mean([warp_to_photo(chip_maps[m], warps[m], photo_shape) for m in chip_maps], axis=0)
+    region = np.logical_or.reduce([footprint(warps[m], photo_shape) for m in chip_maps])
+    return values, region
+
+
+def top_pixels(values: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:
+    """(H, W) bool: the ``count`` highest ``values`` inside ``region``, ties in raster order."""
+    _check_count(region, count)
+    ranked = pixel_ranking(np.where(region, values, values.min() - 1.0))  # outside the region: last
+    mask = np.zeros(values.size, dtype=bool)
+    mask[ranked[:count]] = True
+    return mask.reshape(values.shape)
+
+
+def random_pixels(region: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) bool: ``count`` distinct pixels drawn uniformly from ``region``."""
+    _check_count(region, count)
+    return random_mask(region.shape, count, rng, within=region)
+
+
+def _check_count(region: np.ndarray, count: int) -> None:
+    if not 0 < count <= int(region.sum()):
+        raise ValueError(f"cannot choose {count} pixels from a region of {int(region.sum())}")
+
+
+def chip_to_chip(values: np.ndarray, source: Warp, target: Warp) -> np.ndarray:
+    """A map in ``source``'s chip frame carried into ``target``'s (chip → photo → chip), bilinear, 0 outside."""
+    to_target = target.full @ np.linalg.inv(source.full)
+    return warp(values.astype(np.float64), AffineTransform(matrix=np.linalg.inv(to_target)),
+                output_shape=target.size, order=1, mode="constant", cval=0.0, preserve_range=True)
+
+
+def consensus_map(chip_maps: Sequence[Mapping[str, np.ndarray]], warps: Sequence[Mapping[str, Warp]],
+                  frame: str) -> np.ndarray:
+    """The person's consensus map in the ``frame`` model's chip frame: the mean, at each pixel, of
+    every photo's and model's map carried there (over the maps that cover the pixel; 0 where none).
+
+    ``chip_maps[i][m]`` is photo i's aggregate map of model m and ``warps[i][m]`` its warp."""
+    total = np.zeros(warps[0][frame].size)
+    cover = np.zeros_like(total)
+    for maps, ws in zip(chip_maps, warps):
+        for m, values in maps.items():
+            total += chip_to_chip(values, ws[m], ws[frame])
+            cover += chip_to_chip(np.ones_like(values), ws[m], ws[frame])
+    return np.where(cover > 1e-9, total / np.maximum(cover, 1e-9), 0.0)

