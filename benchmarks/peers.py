@@ -1,5 +1,7 @@
-"""leam's per-layer maps next to other libraries' LayerCAM, on the same model, batch, layers and
-threads, measured in one run. Run it in ``.venv-peers`` (``make bench-peers``; see benchmarks/README.md).
+"""leam's per-layer maps next to pytorch-grad-cam's, captum's and torchcam's LayerCAM, in one run.
+
+Same model, batch, layers and threads for all. Run it in ``.venv-peers`` (``make bench-peers``; see
+benchmarks/README.md).
 
 Every job ends with what leam returns: one (N, H, W) map per layer at the input's size. Jobs:
 

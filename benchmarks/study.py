@@ -1,6 +1,8 @@
-"""A study end to end on a fixed slice of LFW: photos/s and peak memory with 1 and 2 workers, how the
-time grows with the photos, what dominates (cProfile), and what EMD costs at each grid and how far
-its block approximation is from a finer grid and from Sinkhorn.
+"""A study end to end on a fixed slice of LFW: photos/s, memory, scaling, profile and EMD cost.
+
+Photos/s and peak memory with 1 and 2 workers, how the time grows with the photos, what dominates
+(cProfile), and what EMD costs at each grid and how far its block approximation is from a finer grid
+and from Sinkhorn.
 
 The slice is the first identities of ``--lfw`` by name, as many as it takes to reach N photos (links
 in a temporary folder). Every run is a fresh ``leam study`` process into a fresh run folder, so it
@@ -13,9 +15,10 @@ pays decoding, detection, alignment, parsing, maps, statistics and writing, and 
     python benchmarks/study.py emd --pairs 10                   # EMD cost and error by grid
 
 CPU s is the user + system time of the study's processes (``os.wait4``): on a busy machine it varies
-far less than the wall time. Peak memory: the largest single process (``ru_maxrss`` from ``os.wait4``
-of the study's process, which covers its waited-for worker processes) and, with psutil installed, the
-peak of the summed RSS of the study's process tree, sampled every 0.2 s.
+far less than the wall time, though torch threads waiting for each other there add to it. Peak
+memory: the largest single process (``ru_maxrss`` from ``os.wait4`` of the study's process, which
+covers its waited-for worker processes) and, with psutil installed, the peak of the summed RSS of the
+study's process tree, sampled every 0.2 s.
 """
 
 from __future__ import annotations
@@ -303,7 +306,7 @@ def main() -> None:
     p.add_argument("--grids", nargs="+", type=int, default=[10, 15, 25, 30])
     p.add_argument("--reference-grid", type=int, default=50,
                    help="the finer grid taken as truth (default 50: 3 px blocks; 75 costs minutes per full-map pair)")
-    p.add_argument("--sinkhorn-max-grid", type=int, default=30)
+    p.add_argument("--sinkhorn-max-grid", type=int, default=15, help="Sinkhorn up to this grid (default 15)")
     args = parser.parse_args()
     if not args.lfw.is_dir():
         raise SystemExit(f"LFW not found at {args.lfw} (--lfw)")

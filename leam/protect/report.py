@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from leam.report.html import CSS, html_table, img  # noqa: E402
 from leam.report.plots import literal, png_bytes  # noqa: E402
@@ -190,6 +191,9 @@ def _curves(summary: pd.DataFrame, value: str, label: str) -> plt.Figure:
             if value == "match" and len(part):
                 ax.axhline(part["match_before"].mean(), color="k", ls=":", lw=1, label="before")
             ax.set_xscale("log")
+            budgets = sorted(data["budget"].unique())
+            ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+            ax.xaxis.set_minor_locator(NullLocator())
             ax.set_title(f"{literal(model)}, {'seen' if seen else 'unseen'}", fontsize=9)
             ax.set_xlabel("budget, % of the face box")
             if j == 0:
