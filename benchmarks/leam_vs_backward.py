@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _timing import measure  # benchmarks/_timing.py: scripts run as benchmarks/NAME.py
 from torch import nn
 
 from leam.maps.leam import LEAM
@@ -61,23 +60,6 @@ def jobs(net: nn.Module, layers: list[str], images: torch.Tensor, reference: tor
         "train": (lambda: set_requires_grad(net, True), train),
         "input": (lambda: set_requires_grad(net, False), to_input),
     }
-
-
-def measure(cases: dict[str, tuple[Callable, Callable]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call for each case, interleaved, the order rotating every repeat."""
-    names = list(cases)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(warmup + repeats):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            prepare, run = cases[name]
-            prepare()
-            start = time.perf_counter()
-            run()
-            elapsed = time.perf_counter() - start
-            if i >= warmup:
-                times[name].append(elapsed)
-    return times
 
 
 def main() -> None:

@@ -37,13 +37,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _timing import measure  # benchmarks/_timing.py: scripts run as benchmarks/NAME.py
 from torch import nn
 
 from leam.maps.aggregate import minmax_normalize
@@ -213,22 +213,6 @@ def sign_check(net, layers, x, ref) -> dict[tuple[str, str], float]:
 
 
 # ---------------------------------------------------------------------------------------- timing
-
-def measure(cases: dict[str, tuple[Callable, Callable]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call for each case, interleaved, the order rotating every repeat."""
-    names = list(cases)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(warmup + repeats):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            prepare, run = cases[name]
-            prepare()
-            start = time.perf_counter()
-            run()
-            elapsed = time.perf_counter() - start
-            if i >= warmup:
-                times[name].append(elapsed)
-    return times
 
 
 def bench_model(name: str, args: argparse.Namespace, peers: dict[str, Callable[..., Maps]]) -> bool:
