@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from leam.study.config import StudyConfig
 from tests.conftest import SHARED_DATA
 
 LFW_DEMO = SHARED_DATA / "lfw-demo"
@@ -53,3 +54,22 @@ def small_run(tmp_path_factory) -> Path:
     finally:
         torch.set_num_threads(threads)
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def three_people(tmp_path_factory) -> Path:
+    """Three identities of lfw-demo, three photos each (symlinks to the shared photos, nothing copied)."""
+    if not LFW_DEMO.is_dir():
+        pytest.skip(f"shared photos not found at {LFW_DEMO}")
+    root = tmp_path_factory.mktemp("data")
+    for person in sorted(p for p in LFW_DEMO.iterdir() if p.is_dir())[:3]:
+        (root / person.name).mkdir()
+        for photo in sorted(person.iterdir())[:3]:
+            (root / person.name / photo.name).symlink_to(photo)
+    return root
+
+
+def quick_config(data: Path) -> StudyConfig:
+    """A small, fast study of dlib-resnet over ``data``."""
+    return StudyConfig(data=str(data), models=("dlib-resnet",), face="largest", pairs=6,
+                       occlusion_seeds=2, occlusion_percents=(1, 5), thresholds=(1, 10, 100))

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from leam.cli.main import main
-from leam.study.config import StudyConfig
 from leam.study.engines import RAY_MISSING, resolve_device
 from leam.study.run import run_study
 from leam.study.store import TABLES
+from tests.study.conftest import quick_config
 
 DEMO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw-demo"
 needs_photos = pytest.mark.skipif(not DEMO.is_dir(), reason=f"shared photos not found at {DEMO}")
@@ -29,28 +29,15 @@ def ray_or_skip():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """Three identities, three photos each (symlinks to the shared photos, nothing copied)."""
-    if not DEMO.is_dir():
-        pytest.skip(f"shared photos not found at {DEMO}")
-    root = tmp_path_factory.mktemp("data")
-    for person in sorted(p for p in DEMO.iterdir() if p.is_dir())[:3]:
-        (root / person.name).mkdir()
-        for photo in sorted(person.iterdir())[:3]:
-            (root / person.name / photo.name).symlink_to(photo)
-    return root
-
-
-def config(data: Path) -> StudyConfig:
-    return StudyConfig(data=str(data), models=("dlib-resnet",), face="largest", pairs=6,
-                       occlusion_seeds=2, occlusion_percents=(1, 5), thresholds=(1, 10, 100))
+def data(three_people: Path) -> Path:
+    return three_people
 
 
 @pytest.fixture(scope="module")
 def local_run(data, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
     """The local engine, uninterrupted, in this process: its folder and tables."""
     out = tmp_path_factory.mktemp("local") / "run"
-    return out, run_study(config(data), out, progress=False)
+    return out, run_study(quick_config(data), out, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +75,9 @@ def test_ray_engine_finishes_a_run_the_local_engine_began(ray_cluster, data, loc
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_study(config(data), out, progress=False, on_unit=interrupt)
+        run_study(quick_config(data), out, progress=False, on_unit=interrupt)
     by_ray = []
-    got = run_study(config(data), out, workers=2, progress=False, engine="ray", on_unit=by_ray.append)
+    got = run_study(quick_config(data), out, workers=2, progress=False, engine="ray", on_unit=by_ray.append)
     assert sorted(u.kind for u in by_ray) == ["identity", "identity", "pairs"]
     assert (got["images"]["role"] == "explained").sum() == 6 and len(got["pairs"])
     assert_same_tables(got, local_tables)
@@ -144,7 +131,7 @@ def test_device_names_other_than_cpu_cuda_auto_are_refused(name) -> None:
 @needs_gpu
 @needs_photos
 def test_study_on_the_gpu_agrees_with_the_cpu(data, local_run, tmp_path) -> None:
-    got = run_study(config(data), tmp_path / "run", progress=False, device="cuda")
+    got = run_study(quick_config(data), tmp_path / "run", progress=False, device="cuda")
     want = local_run[1]
     assert len(got["images"]) == len(want["images"]) and len(got["regions"]) == len(want["regions"])
     np.testing.assert_allclose(sorted_table(got["images"])["cosine"], sorted_table(want["images"])["cosine"],

@@ -17,30 +17,20 @@ import pytest
 from leam.study.config import StudyConfig
 from leam.study.run import run_study
 from leam.study.store import TABLES, RunLockedError, RunStore
+from tests.study.conftest import quick_config
 
 DEMO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw-demo"
 pytestmark = pytest.mark.skipif(not DEMO.is_dir(), reason=f"shared photos not found at {DEMO}")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """Three identities, three photos each (symlinks to the shared photos, nothing copied)."""
-    root = tmp_path_factory.mktemp("data")
-    for person in sorted(p for p in DEMO.iterdir() if p.is_dir())[:3]:
-        (root / person.name).mkdir()
-        for photo in sorted(person.iterdir())[:3]:
-            (root / person.name / photo.name).symlink_to(photo)
-    return root
-
-
-def config(data: Path) -> StudyConfig:
-    return StudyConfig(data=str(data), models=("dlib-resnet",), face="largest", pairs=6,
-                       occlusion_seeds=2, occlusion_percents=(1, 5), thresholds=(1, 10, 100))
+def data(three_people: Path) -> Path:
+    return three_people
 
 
 @pytest.fixture(scope="module")
 def reference_tables(data, tmp_path_factory) -> dict[str, pd.DataFrame]:
-    return run_study(config(data), tmp_path_factory.mktemp("uninterrupted") / "run", progress=False)
+    return run_study(quick_config(data), tmp_path_factory.mktemp("uninterrupted") / "run", progress=False)
 
 
 def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> None:
@@ -65,8 +55,8 @@ def test_interrupted_in_process_then_resumed(data, reference_tables, tmp_path, s
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_study(config(data), out, progress=False, on_unit=interrupt)
-    assert_same_tables(run_study(config(data), out, progress=False), reference_tables)
+        run_study(quick_config(data), out, progress=False, on_unit=interrupt)
+    assert_same_tables(run_study(quick_config(data), out, progress=False), reference_tables)
 
 
 def test_sigkilled_at_random_points_then_resumed(data, reference_tables, tmp_path) -> None:
