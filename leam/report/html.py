@@ -57,7 +57,7 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
         parts = [
             _glance(summaries),
-            _setup(manifest, tables, summaries),
+            _setup(manifest, tables, summaries, store.timings()),
             _similarity(tables, summaries),
             _occlusion(summaries),
             _transfer(summaries, manifest),
@@ -134,7 +134,30 @@ def note(text: str) -> str:
 # ------------------------------------------------------------------------------------- sections
 
 
-def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame]) -> str:
+def compute_table(timings: pd.DataFrame) -> pd.DataFrame:
+    """Per kind of unit: how many are done, how many of those recorded their time, and the sums of their
+    wall and CPU seconds (units run at once overlap: wall seconds add up to more than the elapsed time)."""
+    t = timings[timings["kind"] != "data"]
+    if t.empty:
+        return pd.DataFrame(columns=["units", "done", "timed", "unit hours", "CPU hours"])
+    g = t.groupby("kind", sort=False)
+    out = pd.DataFrame({"done": g.size(), "timed": g["seconds"].count(), "unit hours": g["seconds"].sum() / 3600,
+                        "CPU hours": g["cpu_seconds"].sum() / 3600})
+    out.loc["all"] = out.sum()
+    return out.rename_axis("units").reset_index()
+
+
+def sessions_table(manifest: dict) -> pd.DataFrame:
+    """One row per ``leam study`` invocation on the run (``run.json``'s "sessions")."""
+    rows = [{"started": s.get("started"), "finished": s.get("finished") or "interrupted or running",
+             "elapsed (h)": s["seconds"] / 3600 if s.get("seconds") is not None else None,
+             "units to do": s.get("units_pending"), "workers": s.get("workers"), "engine": s.get("engine"),
+             "device": s.get("device")} for s in manifest.get("sessions", []) if isinstance(s, dict)]
+    return pd.DataFrame(rows)
+
+
+def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame],
+           timings: pd.DataFrame) -> str:
     config = manifest.get("config", {})
     cfg = pd.DataFrame({"setting": list(config), "value": [_plain(v) for v in config.values()]})
     specs = manifest.get("models", {})
@@ -171,6 +194,13 @@ def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str,
         html_table(models, "Models"),
         f"<div class=row>{html_table(cfg, 'Configuration (run.json)')}{per_identity}</div>",
     ]
+    compute = compute_table(timings)
+    if len(compute):
+        body.append(html_table(compute, "Compute: time recorded by the units (units done before leam recorded "
+                                        "it are not timed)"))
+    sessions = sessions_table(manifest)
+    if len(sessions):
+        body.append(html_table(sessions, "Sessions: each `leam study` invocation on this run"))
     return section("setup", "\n".join(body))
 
 

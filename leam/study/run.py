@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -64,10 +65,15 @@ def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Un
     config = StudyConfig.from_dict(config_dict)
     store = RunStore(root)
     rng = unit_rng(config, unit)
+    wall, cpu = time.perf_counter(), time.process_time()
+
+    def timing() -> dict:  # recorded in the unit's done.json; the report sums them
+        return {"seconds": round(time.perf_counter() - wall, 3), "cpu_seconds": round(time.process_time() - cpu, 3)}
+
     if unit.kind == "identity":
         photos = load_dataset_cached(config.data)[unit.identity]
         tables, arrays = identity_unit(config, _model(unit.model, device), _parser(config.parser), photos, rng)
-        store.write_unit(unit_name(unit), tables, arrays)
+        store.write_unit(unit_name(unit), tables, arrays, info=timing())
     elif unit.kind == "transfer":
         sources = {}
         for m in config.models:
@@ -78,7 +84,7 @@ def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Un
         own = store.unit_table(unit_name(Unit("identity", unit.model, unit.identity)), "occlusion")
         model = _model(unit.model, device)
         tables = transfer_unit(config, model, unit.identity, sources, own) if unit.model in sources else {}
-        store.write_unit(unit_name(unit), tables)
+        store.write_unit(unit_name(unit), tables, info=timing())
     else:
         identities = load_dataset_cached(config.data)
         frames = []
@@ -96,7 +102,8 @@ def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Un
             return opened[u][f"{index}/{layer}"]
 
         layers = model_layers(config, _model(unit.model, device))
-        store.write_unit(unit_name(unit), pairs_unit(config, unit.model, layers, images, load_map, rng))
+        store.write_unit(unit_name(unit), pairs_unit(config, unit.model, layers, images, load_map, rng),
+                         info=timing())
     return unit
 
 
@@ -164,6 +171,11 @@ def run_study(
                        for entry, reason in skipped_entries(config.data).items()]
             store.write_unit(DATA_UNIT, {"failures": pd.DataFrame(skipped)})
         phases = plan(config, dataset)
+        session = {"started": _now(), "finished": None, "workers": workers, "engine": engine, "device": device,
+                   "units_pending": sum(not store.is_done(unit_name(u)) for phase in phases for u in phase)}
+        manifest.setdefault("sessions", []).append(session)  # each invocation: when, where and how much
+        store.write_manifest(manifest)
+        started = time.perf_counter()
         for phase in phases:
             pending = [u for u in phase if not store.is_done(unit_name(u))]
             if not pending:
@@ -180,6 +192,7 @@ def run_study(
         tables = store.consolidate(units)
         manifest["finished"] = True
         manifest["counts"] = {k: len(v) for k, v in tables.items()}
+        session.update(finished=_now(), seconds=round(time.perf_counter() - started, 1))
         store.write_manifest(manifest)
         return tables
 
@@ -199,6 +212,10 @@ def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int, en
         futures = [pool.submit(execute, root, config_dict, u, device) for u in units]
         for f in as_completed(futures):
             yield f.result()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _spec_dict(name: str) -> dict:

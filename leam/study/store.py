@@ -164,6 +164,19 @@ class RunStore:
         done = {**(info or {}), "files": {name: len(data) for name, data in files.items()}}
         atomic_write(d / "done.json", json.dumps(done, default=str).encode())
 
+    def timings(self) -> pd.DataFrame:
+        """Per done unit: its kind ("identity", "transfer", "pairs", ...), wall ``seconds`` and
+        ``cpu_seconds`` as recorded in its ``done.json`` (NaN for units done before leam recorded them)."""
+        rows = []
+        for d in sorted((self.root / "parts").glob("*/done.json")):
+            try:
+                done = json.loads(d.read_bytes())
+            except (OSError, ValueError):
+                continue
+            rows.append({"unit": d.parent.name, "kind": d.parent.name.split("__")[0].split("-")[0],
+                         "seconds": done.get("seconds", np.nan), "cpu_seconds": done.get("cpu_seconds", np.nan)})
+        return pd.DataFrame(rows, columns=["unit", "kind", "seconds", "cpu_seconds"])
+
     def unit_table(self, unit: str, name: str) -> pd.DataFrame | None:
         path = self.unit_dir(unit) / f"{name}.parquet"
         return pd.read_parquet(path) if path.is_file() else None

@@ -61,6 +61,17 @@ def test_report_numbers_match_the_statistics(page: str, small_run: Path) -> None
     assert f"<td>{matrix.loc['facenet', 'dlib-resnet']:.4f}</td>" in page
 
 
+def test_report_shows_the_compute_time_of_the_units(page: str, small_run: Path) -> None:
+    from leam.report.html import compute_table
+
+    timings = RunStore(small_run).timings()
+    compute = compute_table(timings).set_index("units")
+    assert compute.loc["all", "done"] == (timings["kind"] != "data").sum() == compute.loc["all", "timed"]
+    assert compute.loc["all", "unit hours"] == pytest.approx(timings.query("kind != 'data'")["seconds"].sum() / 3600)
+    assert "Compute: time recorded by the units" in page and "Sessions: each" in page
+    assert f"<td>{compute.loc['all', 'unit hours']:.4f}</td>" in page
+
+
 def test_user_named_text_is_escaped(page: str) -> None:
     assert HOSTILE not in page and "onerror=alert(1)>" not in page
     assert html.escape(HOSTILE) in page  # shown, as text

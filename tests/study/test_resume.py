@@ -57,6 +57,20 @@ def test_interrupted_in_process_then_resumed(data, reference_tables, tmp_path, s
     with pytest.raises(KeyboardInterrupt):
         run_study(quick_config(data), out, progress=False, on_unit=interrupt)
     assert_same_tables(run_study(quick_config(data), out, progress=False), reference_tables)
+    first, second = RunStore(out).read_manifest()["sessions"]  # each invocation is recorded
+    assert first["finished"] is None and second["finished"] is not None and second["seconds"] > 0
+    assert second["units_pending"] == first["units_pending"] - (stop_after + 1)
+
+
+def test_units_record_their_time(data, tmp_path) -> None:
+    out = tmp_path / "run"
+    run_study(quick_config(data), out, progress=False)
+    timings = RunStore(out).timings()
+    work = timings[timings["kind"] != "data"]
+    assert sorted(work["kind"].unique()) == ["identity", "pairs"]
+    assert len(work) == 4 and (work["seconds"] > 0).all() and (work["cpu_seconds"] > 0).all()
+    identity = work[work["kind"] == "identity"]
+    assert (identity["seconds"] > 0.2).all()  # three photos explained, parsed and occluded: not instant
 
 
 def test_sigkilled_at_random_points_then_resumed(data, reference_tables, tmp_path) -> None:
