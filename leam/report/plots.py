@@ -206,25 +206,32 @@ def layer_class_heatmap(table: pd.DataFrame, title: str) -> Figure:
 def group_bars(
     split: pd.DataFrame, x: str, series: Sequence[str], series_col: str, title: str, ylabel: str = "mean"
 ) -> Figure:
-    """Bars of the two groups' means (± standard error) along ``x``, one panel per model; ``series``
-    values of ``series_col`` (e.g. occlusion kinds) are drawn side by side, the second group hatched."""
+    """Bars of every group's mean (± standard error) along ``x``, one panel per model; ``series``
+    values of ``series_col`` (e.g. occlusion kinds) are drawn side by side, each group after the first
+    hatched. ``split`` is a ``group_split`` table: one row per two groups (an attribute with three values
+    gives three rows per ``x``), from which each group's own mean, std and count are taken."""
     models = list(dict.fromkeys(split["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models) + 0.4, 3.3), squeeze=False)
+    hatches = [None, "//", "..", "xx", "\\\\", "oo"]
     for ax, model in zip(axes.ravel(), models):
         t = split[split["model"] == model]
         xs = list(pd.unique(t[x]))
-        slots = [(s, g) for s in series for g in ("a", "b")]
-        width = 0.8 / len(slots)
+        sides = [t[[x, series_col, f"group_{g}", f"{g}_mean", f"{g}_std", f"{g}_n"]].set_axis(
+            [x, series_col, "group", "mean", "std", "n"], axis=1) for g in ("a", "b")]
+        per_group = pd.concat(sides, ignore_index=True).drop_duplicates([x, series_col, "group"])
+        groups = list(dict.fromkeys(sorted(per_group["group"].dropna().tolist())))
+        slots = [(s, g) for s in series for g in groups]
+        width = 0.8 / max(len(slots), 1)
         for k, (s, g) in enumerate(slots):
-            sel = t[t[series_col] == s].set_index(x).reindex(xs)
-            if sel.empty or sel[f"{g}_mean"].isna().all():
+            sel = per_group[(per_group[series_col] == s) & (per_group["group"] == g)].set_index(x).reindex(xs)
+            if sel.empty or sel["mean"].isna().all():
                 continue
-            label = sel[f"group_{g}"].dropna().iloc[0]
-            err = [_sem(sd, n) for sd, n in zip(sel[f"{g}_std"], sel[f"{g}_n"])]
-            ax.bar(np.arange(len(xs)) + (k - (len(slots) - 1) / 2) * width, sel[f"{g}_mean"], width, yerr=err,
-                   capsize=2, color=KIND_COLOURS.get(s, "#888888"), alpha=0.9 if g == "a" else 0.55,
-                   hatch="//" if g == "b" else None, edgecolor="black", linewidth=0.4,
-                   label=f"{KIND_LABELS.get(s, s)} · {literal(label)}")
+            err = [_sem(sd, n) for sd, n in zip(sel["std"], sel["n"])]
+            i = groups.index(g)
+            ax.bar(np.arange(len(xs)) + (k - (len(slots) - 1) / 2) * width, sel["mean"], width, yerr=err,
+                   capsize=2, color=KIND_COLOURS.get(s, "#888888"), alpha=0.9 if i == 0 else 0.55,
+                   hatch=hatches[i % len(hatches)], edgecolor="black", linewidth=0.4,
+                   label=f"{KIND_LABELS.get(s, s)} · {literal(g)}")
         ax.set_xticks(np.arange(len(xs)), [threshold_label(v) if x == "threshold" else f"{v:g}%" for v in xs],
                       fontsize=8)
         ax.set_title(model, fontsize=9)

@@ -252,12 +252,14 @@ def with_attribute(table: pd.DataFrame, images: pd.DataFrame, name: str) -> pd.D
     """``table`` with a column ``attr_<name>`` looked up from the images table by identity and image.
 
     A pairs table (``image_a``, ``image_b``) gets the value both images share; a pair whose images
-    differ in it gets NaN (it belongs to no group). Rows without the attribute get NaN.
+    differ in it gets NaN (it belongs to no group). Rows without the attribute, or with a blank value (an
+    empty cell of the manifest: unknown), get NaN.
     """
     col = f"attr_{name}"
     if col not in images:
         raise KeyError(f"expected an image attribute {name!r}; the run has {attribute_names(images)}")
     lookup = images.drop_duplicates(["identity", "image"]).set_index(["identity", "image"])[col]
+    lookup = lookup.where(lookup.isna() | (lookup.astype(str).str.strip() != ""))
     out = table.copy()
     if "image_a" in table:
         a = lookup.reindex(pd.MultiIndex.from_arrays([table["identity_a"], table["image_a"]])).to_numpy()

@@ -170,3 +170,24 @@ def test_group_bars_draw_user_named_groups_literally() -> None:
                           "b_std": 0.02, "b_n": 4})
     png = plots.png_bytes(plots.group_bars(split, "percent", ["map", "random"], "kind", "by $weird$ name"))
     assert png.startswith(b"\x89PNG")
+
+
+def test_group_bars_draw_every_group_of_an_attribute_with_three_values() -> None:
+    """Three values give three rows (pairs of groups) per x; each group is drawn once per series."""
+    from leam.report import plots
+    from leam.study import stats as S
+
+    rng = np.random.default_rng(0)
+    n = 30
+    occ = pd.DataFrame({"model": "m", "identity": [f"p{i}" for i in range(n)], "image": [f"i{i}" for i in range(n)],
+                        "layer": "aggregate", "percent": 1.0, "kind": "map", "drop": rng.random(n),
+                        "attr_age": ["young", "middle", "old"] * (n // 3)})
+    occ = pd.concat([occ, occ.assign(kind="random", drop=rng.random(n) / 2)], ignore_index=True)
+    split = S.group_split(occ, "drop", "attr_age", ["model", "percent", "kind"])
+    assert len(split) == 6  # 3 pairs of groups × 2 kinds
+    fig = plots.group_bars(split, "percent", ["map", "random"], "kind", "by age")
+    bars = fig.axes[0].patches
+    assert len(bars) == 6  # 2 kinds × 3 groups, each once
+    want = occ.groupby(["kind", "attr_age"])["drop"].mean()
+    got = sorted(round(b.get_height(), 9) for b in bars)
+    assert got == sorted(round(v, 9) for v in want.to_numpy())

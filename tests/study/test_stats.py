@@ -286,6 +286,18 @@ def test_with_attribute_and_group_split_by_hand():
         S.with_attribute(occ, images, "age")
 
 
+def test_blank_attribute_values_belong_to_no_group():
+    """An empty manifest cell (LFW's labels leave a few genders blank) is unknown, not a third group."""
+    images = pd.DataFrame({"model": "m", "identity": ["ann", "bob", "cy", "dee"], "image": ["a", "b", "c", "d"],
+                           "attr_gender": ["F", "M", "", "  "]})
+    occ = images[["model", "identity", "image"]].assign(layer="aggregate", percent=1.0, kind="map",
+                                                        drop=[0.1, 0.2, 0.3, 0.4])
+    t = S.with_attribute(occ, images, "gender")
+    assert t["attr_gender"].iloc[:2].tolist() == ["F", "M"] and t["attr_gender"].iloc[2:].isna().all()
+    split = S.group_split(t, "drop", "attr_gender", ["model", "percent"])
+    assert split[["group_a", "group_b", "a_n", "b_n"]].values.tolist() == [["F", "M", 1, 1]]
+
+
 def test_group_splits_covers_every_statistic():
     rng = np.random.default_rng(7)
     occ = make_occlusion(rng)
