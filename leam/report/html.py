@@ -261,7 +261,7 @@ def _similarity(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFra
         body.append(html_table(per_layer, f"BC per layer, top {smallest:g}% pixels"))
         body.append(note("A layer with a coarse feature map (a few cells, e.g. 2×2) upsamples to flat plateaus: "
                          "its top-p % pixels are then ties, taken in raster order, and its top-p BC (up to 1 for "
-                         "every pair) says little; "leam layers" shows each layer's resolution."))
+                         "every pair) says little; the command leam layers shows each layer's resolution."))
     for model in dict.fromkeys(s["model"]):
         for metric in ("bc", "emd"):
             fig = plots.similarity_figure(tables["pairs"], model, metric)
