@@ -200,7 +200,7 @@ def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str,
                                         "it are not timed)"))
     sessions = sessions_table(manifest)
     if len(sessions):
-        body.append(html_table(sessions, "Sessions: each `leam study` invocation on this run"))
+        body.append(html_table(sessions, "Sessions: each leam study invocation on this run"))
     return section("setup", "\n".join(body))
 
 
