@@ -11,8 +11,11 @@ from leam.models import DEFAULT_MODEL, list_models
 
 
 def add_protect_options(p: argparse.ArgumentParser) -> None:
-    """Options of the optimiser, shared with ``leam protect-eval``."""
+    """Options of the face choice and the optimiser, shared with ``leam protect-eval``."""
     from leam.protect.optimise import OBJECTIVES, PRECISIONS
+
+    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
+                   help="of several faces in a photo: largest (default), central, or only (refuse)")
 
     p.add_argument("--epsilon", type=float, default=255.0, metavar="E",
                    help="largest change of a masked pixel's channel, grey levels 1-255 (default: 255, any content: "
@@ -29,6 +32,14 @@ def add_protect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
                    help="quality of protected JPEG photos (default: 95, no chroma subsampling)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads (default: torch's)")
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (when given) to torch."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def protect_config(args: argparse.Namespace):
@@ -60,8 +71,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also black occlusion, random pixels and a dense perturbation at the same budget")
     p.add_argument("--eval-models", nargs="+", default=None, metavar="MODEL",
                    help="models to evaluate with (default: every registered model whose weights are installed)")
-    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
-                   help="of several faces in a photo: largest (default), central, or only (refuse)")
     add_protect_options(p)
     p.add_argument("--out", default="protect-out", help="output folder (default: protect-out)")
     p.set_defaults(func=run)
@@ -71,10 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from leam.protect.api import protect_files
     from leam.protect.report import write_protect_report
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     result = protect_files(args.images, args.models, args.out, budget=args.budget, mask=args.mask,
                            references=args.reference, baselines=args.baselines, eval_models=args.eval_models,
                            face=args.face, config=protect_config(args))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leam.cli.protect import add_protect_options, protect_config
-from leam.face.detect import FACE_CHOICES
+from leam.cli.protect import add_protect_options, protect_config, set_threads
 from leam.models import list_models
 
 
@@ -29,8 +28,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offset", type=int, default=0, metavar="K", help="skip the first K identities (default: 0)")
     p.add_argument("--photos", type=int, default=1, metavar="N",
                    help="photos protected per identity, the first by name (default: 1); all are references")
-    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
-                   help="of several faces in a photo: largest (default), central, or only (refuse)")
     add_protect_options(p)
     p.add_argument("--out", default="protect-eval", help="run folder (default: protect-eval); rerun to resume")
     p.set_defaults(func=run)
@@ -40,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from leam.protect.report import write_eval_report
     from leam.protect.study import EvalConfig, run_protect_eval
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     config = EvalConfig(
         data=str(Path(args.data).resolve()), models=tuple(args.models), budgets=tuple(args.budgets),
         methods=tuple(dict.fromkeys(args.methods)), ensembles=args.ensembles, identities=args.identities,

@@ -192,7 +192,7 @@ def run_study(
         tables = store.consolidate(units)
         manifest["finished"] = True
         manifest["counts"] = {k: len(v) for k, v in tables.items()}
-        session.update(finished=_now(), seconds=round(time.perf_counter() - started, 1))
+        session.update(finished=_now(), seconds=round(time.perf_counter() - started, 3))
         store.write_manifest(manifest)
         return tables
 

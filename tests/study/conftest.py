@@ -56,17 +56,22 @@ def small_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
-@pytest.fixture(scope="module")
-def three_people(tmp_path_factory) -> Path:
-    """Three identities of lfw-demo, three photos each (symlinks to the shared photos, nothing copied)."""
+def linked_people(root: Path, people: int, photos: int = 3) -> Path:
+    """``root`` holding the first ``people`` identities of lfw-demo with their first ``photos`` photos each
+    (symlinks to the shared photos, nothing copied); skips the test when the photos are absent."""
     if not LFW_DEMO.is_dir():
         pytest.skip(f"shared photos not found at {LFW_DEMO}")
-    root = tmp_path_factory.mktemp("data")
-    for person in sorted(p for p in LFW_DEMO.iterdir() if p.is_dir())[:3]:
+    for person in sorted(p for p in LFW_DEMO.iterdir() if p.is_dir())[:people]:
         (root / person.name).mkdir()
-        for photo in sorted(person.iterdir())[:3]:
+        for photo in sorted(person.iterdir())[:photos]:
             (root / person.name / photo.name).symlink_to(photo)
     return root
+
+
+@pytest.fixture(scope="module")
+def three_people(tmp_path_factory) -> Path:
+    """Three identities of lfw-demo, three photos each."""
+    return linked_people(tmp_path_factory.mktemp("data"), 3)
 
 
 def quick_config(data: Path) -> StudyConfig:

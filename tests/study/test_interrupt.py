@@ -19,12 +19,11 @@ import pandas as pd
 import pytest
 
 from leam.study.store import TABLES, RunStore
-from tests.conftest import SHARED_DATA
 from tests.helpers.killable import run_leam, start_leam
+from tests.study.conftest import linked_people
 
 pytestmark = [pytest.mark.reliability,
               pytest.mark.skipif(sys.platform != "linux", reason="uses SIGKILL, RLIMIT_FSIZE and /proc")]
-DEMO = SHARED_DATA / "lfw-demo"
 KILLS = 20
 SMALL = ["--models", "dlib-resnet", "--largest-face", "--pairs", "3", "--occlusion-seeds", "1", "--occlusion-percents",
          "5", "--thresholds", "10", "100", "--layers", "dlib-resnet=stage2.block1,stage4.block2"]
@@ -33,14 +32,7 @@ SMALL = ["--models", "dlib-resnet", "--largest-face", "--pairs", "3", "--occlusi
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """Four identities of lfw-demo, three photos each (symlinks to the shared photos)."""
-    if not DEMO.is_dir():
-        pytest.skip(f"shared photos not found at {DEMO}")
-    root = tmp_path_factory.mktemp("data")
-    for person in sorted(p for p in DEMO.iterdir() if p.is_dir())[:4]:
-        (root / person.name).mkdir()
-        for photo in sorted(person.iterdir())[:3]:
-            (root / person.name / photo.name).symlink_to(photo)
-    return root
+    return linked_people(tmp_path_factory.mktemp("data"), 4)
 
 
 def study(data: Path, out: Path) -> list[str]:
