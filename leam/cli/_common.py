@@ -19,6 +19,29 @@ from leam.models import (
 )
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1 (argparse turns the ValueError into one usage line)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text}")
+    return value
+
+
+def workers_count(text: str) -> int:
+    """An argparse type for ``--workers``: ``auto`` (``default_workers()``) or a whole number ≥ 1."""
+    from leam.study.engines import default_workers
+
+    return default_workers() if text == "auto" else positive_int(text)
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     from leam.models.external import PRESETS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from leam.cli._common import workers_count
 from leam.errors import LeamError
 from leam.face.detect import FACE_CHOICES
 from leam.maps import AGGREGATIONS, DIRECTIONS
@@ -39,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--face", choices=FACE_CHOICES, default=None,
                    help="of several faces: only (record a failure; default), largest, or central (LFW-style photos)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="processes (each uses cores / workers threads)")
+    p.add_argument("--workers", type=workers_count, default="auto", metavar="N|auto",
+                   help="units run side by side in N processes, each on one core (default auto: one per core, "
+                        "at most 8; each holds its own models)")
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: this machine's processes; ray: a Ray task per unit (pip install 'leam[ray]')")
     p.add_argument("--address", default=None,

@@ -4,9 +4,14 @@ Every engine runs the same ``leam.study.run.execute`` on each unit, which writes
 the run folder atomically and marks it done last; so the run folder, resuming and the consolidated
 tables are the same whichever engine did the work.
 
+Every unit computes on one thread (``unit_threads``), whatever the engine, the number of workers or the
+machine's cores: floats depend on how many threads a kernel splits its work into (one thread and two
+differ in the last digits of maps and embeddings), so a unit's numbers are the same wherever it runs on
+one machine. Parallelism comes from running units side by side (``workers``).
+
 - ``local`` (default): in this process, or ``workers`` spawned processes (``run._run_units``).
 - ``ray``: one Ray task per unit. Without ``address`` a local Ray instance with this machine's cores
-  is started (and ``workers`` tasks run at once, each with cores / workers threads); with ``address``
+  is started (and ``workers`` tasks run at once); with ``address``
   (``auto``, ``ray://host:10001``, ...) the tasks go to that cluster, one core each, as many at once
   as it has cores; with ``device`` cuda each task asks for 1 / ``workers`` of a GPU. Every node must
   see the run folder and the data at the same paths (a shared file system) and have leam installed;
@@ -18,12 +23,38 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from leam.errors import LeamError
 
 ENGINES = ("local", "ray")
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'leam[ray]' (or pip install ray)"
+UNIT_THREADS = 1
+
+
+@contextmanager
+def unit_threads() -> Iterator[None]:
+    """Within the block torch and the BLAS/OpenMP pools run ``UNIT_THREADS`` threads; afterwards as before."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(UNIT_THREADS)
+    try:
+        with threadpool_limits(UNIT_THREADS):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def default_workers() -> int:
+    """As many workers as this process may use cores, at most 8 (each holds its own models: 0.3–1 GB)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 def check_engine(engine: str, address: str | None = None) -> None:
@@ -67,16 +98,13 @@ def resolve_device(name: str) -> str:
 
 # -------------------------------------------------------------------------------------------- Ray
 
-def _ray_execute(root: str, config_dict: dict, unit, threads: int, device: str):
+def _ray_execute(root: str, config_dict: dict, unit, device: str):
     """One unit in a Ray worker (a module-level function, so Ray imports it by name on every node)."""
-    import torch
-
     from leam.study.run import execute
 
     if not (Path(root) / "run.json").is_file():
         raise LeamError(f"run folder {root} is not visible on Ray node {socket.gethostname()}: --engine ray "
                         "needs the run folder and the data on a file system every node shares")
-    torch.set_num_threads(threads)
     return execute(root, config_dict, unit, device)
 
 
@@ -99,15 +127,15 @@ def ray_units(
                      object_store_memory=256 * 2**20)
         else:
             ray.init(address=address, logging_level="WARNING")
-    # Each task asks for as many cores as it runs threads: on this machine's instance, cores / workers,
-    # so that ``workers`` tasks run at once; on a cluster (address), one core each.
+    # Each task computes on one thread (``unit_threads``). On this machine's instance a task asks for
+    # cores / workers cores, so that ``workers`` tasks run at once; on a cluster (address), one core each.
     node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
-    threads = max(1, node_cpus // workers) if address is None else 1
+    cpus = max(1, node_cpus // workers) if address is None else 1
     gpus = 1 / workers if device.startswith("cuda") else 0
-    task = ray.remote(_ray_execute).options(num_cpus=threads, num_gpus=gpus, max_retries=2)
+    task = ray.remote(_ray_execute).options(num_cpus=cpus, num_gpus=gpus, max_retries=2)
     if gpus:  # Ray shows a task only the GPU it assigned, as cuda:0
         device = "cuda"
-    pending = [task.remote(root, config_dict, u, threads, device) for u in units]
+    pending = [task.remote(root, config_dict, u, device) for u in units]
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

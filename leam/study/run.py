@@ -23,7 +23,7 @@ from leam.models import create_model, model_spec
 from leam.parse import create_parser
 from leam.study.config import StudyConfig
 from leam.study.dataset import load_dataset, skipped_entries
-from leam.study.engines import check_engine, ray_units, resolve_device
+from leam.study.engines import check_engine, ray_units, resolve_device, unit_threads
 from leam.study.store import RunStore, unit_dir_name
 from leam.study.units import Unit, failure, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng
 
@@ -61,7 +61,13 @@ def _parser(name: str):
 
 
 def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Unit:
-    """Do one unit and write its files (runs in a worker process or in the caller)."""
+    """Do one unit and write its files (runs in a worker process or in the caller), on one thread
+    (``unit_threads``): its numbers do not depend on the engine, the workers or the caller's threads."""
+    with unit_threads():
+        return _execute(root, config_dict, unit, device)
+
+
+def _execute(root: str, config_dict: dict, unit: Unit, device: str) -> Unit:
     config = StudyConfig.from_dict(config_dict)
     store = RunStore(root)
     rng = unit_rng(config, unit)
@@ -114,10 +120,7 @@ def load_dataset_cached(data: str):
     return _CACHE[key]
 
 
-def _init_worker(threads: int, parent: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+def _init_worker(parent: int) -> None:
     threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
 
 
@@ -206,9 +209,8 @@ def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int, en
         for unit in units:
             yield execute(root, config_dict, unit, device)
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads, os.getpid())) as pool:
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(execute, root, config_dict, u, device) for u in units]
         for f in as_completed(futures):
             yield f.result()

@@ -31,7 +31,7 @@ QUOTES_IDENTITY = "Zoë 東京 \"double\" 'single'"
 ATTRIBUTE = "<i>group</i>"
 ATTRIBUTE_VALUES = ("<b onmouseover=alert(1)>\"'", "Zoë 東京")
 CHROMIUM = Path("/usr/bin/chromium")
-FAST = ["--models", "dlib-resnet", "--occlusion-seeds", "1", "--pairs", "5", "--no-transfer",
+FAST = ["--models", "dlib-resnet", "--workers", "1", "--occlusion-seeds", "1", "--pairs", "5", "--no-transfer",
         "--occlusion-percents", "5", "--thresholds", "10", "100", "--layers", "dlib-resnet=stage2.block1,stage4.block2"]
 TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code", "nav", "a", "section",
         "table", "caption", "thead", "tbody", "tr", "th", "td", "img", "div", "ol", "ul", "li"}

@@ -35,9 +35,16 @@ def data(three_people: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def local_run(data, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
-    """The local engine, uninterrupted, in this process: its folder and tables."""
+    """The local engine, uninterrupted, in this process with 3 torch threads (each unit runs on one
+    whatever the caller's count: on this machine 1 and 2 threads differ in maps' last digits): its
+    folder and tables."""
     out = tmp_path_factory.mktemp("local") / "run"
-    return out, run_study(quick_config(data), out, progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        return out, run_study(quick_config(data), out, progress=False)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +89,25 @@ def test_ray_engine_finishes_a_run_the_local_engine_began(ray_cluster, data, loc
     assert (got["images"]["role"] == "explained").sum() == 6 and len(got["pairs"])
     assert_same_tables(got, local_tables)
     assert part_files(out) == part_files(local_root)  # the same units, files and done markers
+
+
+def test_a_unit_runs_on_one_thread_and_restores_the_callers_count() -> None:
+    from threadpoolctl import threadpool_info
+
+    from leam.study.engines import UNIT_THREADS, unit_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with unit_threads():
+            assert torch.get_num_threads() == UNIT_THREADS == 1
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+        assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError), unit_threads():
+            raise RuntimeError("a unit that fails")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_engine_ray_without_ray_says_how_to_install(tmp_path) -> None:
