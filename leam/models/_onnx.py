@@ -20,7 +20,7 @@ from torch import nn
 from leam.errors import ModelError
 
 OPSET = 17  # what TorchScript models are exported with; onnx2torch converts it
-INSTALL = "pip install 'onnx>=1.15' && pip install --no-deps 'onnx2torch>=1.5'"
+INSTALL = "pip install 'onnx>=1.21' && pip install --no-deps 'onnx2torch>=1.5'"
 
 
 def onnx_missing() -> str | None:

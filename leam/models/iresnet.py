@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from leam.errors import ModelError
+from leam.models._files import existing_file
 from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec, register_model
 from leam.models._torch_file import load_torch_file
 from leam.models.dlib_resnet import DLIB_TEMPLATE
@@ -147,8 +148,7 @@ def expected_state(depth: int) -> dict[str, tuple[int, ...]]:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict of tensors from ``path``; pickled objects are refused (``load_torch_file``), unless
     trusted (``trust_pickles``): then a whole pickled model gives its state dict."""
-    if not path.is_file():
-        raise ModelError(f"weight file not found: {path}")
+    path = existing_file(path)
     try:
         state = load_torch_file(path)
     except ModelError:

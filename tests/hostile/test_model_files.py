@@ -1,10 +1,18 @@
 """Untrusted, corrupt and mismatched model files through the ``leam`` command: a pickle payload never
-runs unless ``--trust-model-file`` is given (which warns, and then really unpickles); every broken
+runs unless ``--trust-model-file`` is given (which warns, and then really unpickles); an ONNX file never
+reads weights from a file outside its folder (or from a pipe, or beyond a file's end); every broken
 file gives one line naming the file and what is wrong, never a traceback."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -16,6 +24,13 @@ from leam.models import default_weights_path
 from leam.models.iresnet import DEPTHS, IResNet
 from leam.parse.bisenet import BiSeNet
 from tests.conftest import dlib_model_file
+from tests.helpers.onnx_files import (
+    SECRET,
+    ExternalCase,
+    save_with_external_weight,
+    tiny_model,
+    write_external_data_cases,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -241,3 +256,176 @@ def test_mismatched_bisenet_state_dict(capsys, photo, tmp_path) -> None:
     assert_one_line_error(err, re.escape(str(path)), r"not a BiSeNet face-parsing state dict",
                           r"1 missing: ffm\.conv1\.weight", r"1 unexpected: ffm\.renamed",
                           r"conv_out\.conv_out\.weight \(file \(5, 256, 1, 1\), expected \(19, 256, 1, 1\)\)")
+
+
+# --------------------------------------------------------------------------- ONNX external data
+
+
+_OPENED: list[str] | None = None  # while a list: every path Python code opens (audit hook "open")
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.path.realpath(os.fsdecode(args[0])))
+
+
+sys.addaudithook(_record_opens)  # audit hooks stay for the process; this one records only inside `opened`
+
+
+@contextmanager
+def opened() -> Iterator[list[str]]:
+    """The real paths of every file Python code opens within the block."""
+    global _OPENED
+    _OPENED = []
+    try:
+        yield _OPENED
+    finally:
+        _OPENED = None
+
+
+@contextmanager
+def unblocking_writer(fifo: Path) -> Iterator[list[bool]]:
+    """While the block runs, a thread writes into ``fifo`` as soon as anything opens it for reading (which
+    would otherwise wait for ever); the list it yields holds True when that happened."""
+    stop, seen = threading.Event(), []
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no reader has it open
+            except OSError:
+                time.sleep(0.01)
+                continue
+            seen.append(True)
+            os.write(fd, SECRET)
+            os.close(fd)
+            return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def external_cases(tmp_path_factory) -> tuple[list[ExternalCase], Path]:
+    pytest.importorskip("onnx")
+    root = tmp_path_factory.mktemp("external-data")
+    return write_external_data_cases(root / "cases", root / "secret.bin"), root / "secret.bin"
+
+
+def _case(external_cases, name: str) -> ExternalCase:
+    return next(c for c in external_cases[0] if c.name == name)
+
+
+CASE_NAMES = ("dotdot", "dotdot-in-subfolder", "etc-passwd", "absolute", "absolute-etc-passwd", "symlink",
+              "symlinked-folder", "fifo", "folder", "missing", "symlink-loop", "hardlink", "beyond-the-file",
+              "offset-past-the-end", "length-too-short", "negative-offset", "length-not-a-number", "no-location",
+              "sparse-initializer", "subgraph-attribute")
+
+
+def test_every_external_data_case_is_listed(external_cases) -> None:
+    assert tuple(c.name for c in external_cases[0]) == CASE_NAMES
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_external_data_outside_the_rules_is_refused_unread(capsys, external_cases, name) -> None:
+    """Each hostile model is refused in one line naming the model file, the tensor and the location,
+    and neither the file outside the folder nor the file the location names is opened."""
+    case, secret = _case(external_cases, name), external_cases[1]
+    target = os.path.realpath(case.model.parent / case.location) if case.location else None
+    with unblocking_writer(case.model.parent / "pipe.bin") if name == "fifo" else nullcontext([]) as fifo_read:
+        with opened() as paths:
+            rc, _, err = leam(capsys, "layers", "--model-file", case.model)
+    assert rc == 1
+    assert_one_line_error(err, re.escape(str(case.model)), f"tensor '{case.tensor}'", re.escape(repr(case.location)),
+                          case.error)
+    assert str(secret) not in paths and target not in paths and not fifo_read
+    ours = [p for p in paths if p.startswith(str(secret.parent))]
+    assert ours == [os.path.realpath(case.model)]  # of the files the test made: the model file, nothing else
+
+
+ENTRY_POINTS = {  # every command that loads a --model-file, each with the symlinked weights
+    "embed": lambda model, photo: ["embed", photo, "--model-file", model],
+    "explain": lambda model, photo: ["explain", photo, "--reference", photo, "--model-file", model, "--out", "OUT"],
+    "regions": lambda model, photo: ["regions", photo, "--reference", photo, "--model-file", model, "--out", "OUT"],
+    "demo": lambda model, photo: ["demo", photo.parent.parent, "--model-file", model, "--out", "OUT"],
+    "verify": lambda model, photo: ["verify", photo.parent.parent, "--model-file", model, "--out", "OUT"],
+}
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+def test_every_command_checks_external_data(capsys, external_cases, photo, tmp_path, command) -> None:
+    case, secret = _case(external_cases, "symlink"), external_cases[1]
+    argv = [tmp_path / "out" if a == "OUT" else a for a in ENTRY_POINTS[command](case.model, photo)]
+    with opened() as paths:
+        rc, _, err = leam(capsys, *argv)
+    assert rc == 1
+    assert_one_line_error(err, re.escape(str(case.model)), "tensor 'W'", "leads outside the model's folder")
+    assert str(secret) not in paths
+
+
+def test_an_onnx_file_as_weights_is_not_read_through(capsys, external_cases) -> None:
+    """A registered model's --weights never reads an ONNX file's external data (it is no state dict)."""
+    case, secret = _case(external_cases, "dotdot"), external_cases[1]
+    with opened() as paths:
+        rc, _, err = leam(capsys, "layers", "--model", "iresnet18", "--weights", case.model)
+    assert rc == 1
+    assert_one_line_error(err, re.escape(str(case.model)), "not a PyTorch state dict file")
+    assert str(secret) not in paths
+
+
+def test_external_data_beside_the_model_loads(capsys, photo, tmp_path) -> None:
+    """Weights in a file beside the model (also through a link inside the folder) give the same embedding
+    as the same model with its weights inline."""
+    pytest.importorskip("onnx")
+    import onnx
+
+    inline = tmp_path / "inline" / "tiny.onnx"
+    inline.parent.mkdir()
+    onnx.save(tiny_model(), str(inline))
+    external = save_with_external_weight(tmp_path / "external")
+    linked = save_with_external_weight(tmp_path / "linked", "weights/v1/tiny.weights")
+    (linked.parent / "current.weights").symlink_to("weights/v1/tiny.weights")
+    model = onnx.load(str(linked), load_external_data=False)
+    model.graph.initializer[0].external_data[0].value = "current.weights"
+    onnx.save(model, str(linked))
+    embeddings = []
+    for path in (inline, external, linked):
+        rc, out, err = leam(capsys, "embed", photo, "--model-file", path, "--json")
+        assert rc == 0, err
+        embeddings.append(json.loads(out)[0]["embedding"])
+    assert len(embeddings[0]) == 4 and embeddings[0] == embeddings[1] == embeddings[2]
+
+
+# --------------------------------------------------------------------------- not a file
+
+
+WEIGHT_OPTIONS = {
+    "dlib-resnet": ["--model", "dlib-resnet", "--weights"],
+    "facenet": ["--model", "facenet", "--weights"],
+    "facenet-keras": ["--model", "facenet-keras", "--weights"],
+    "iresnet18": ["--model", "iresnet18", "--weights"],
+    "model-file": ["--model-file"],
+}
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "broken-link", "missing"])
+@pytest.mark.parametrize("option", WEIGHT_OPTIONS)
+def test_a_weight_path_that_is_no_file(capsys, tmp_path, option, kind) -> None:
+    """Every model family's weight loader says what the path is instead of a file, in one line."""
+    path = tmp_path / ("weights.onnx" if option == "model-file" else "weights")
+    expected = {"folder": "is a folder; expected a file", "fifo": r"is not a regular file \(a pipe or device\)",
+                "broken-link": "is a broken symbolic link", "missing": "not found"}[kind]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "broken-link":
+        path.symlink_to("nowhere")
+    rc, _, err = leam(capsys, "layers", *WEIGHT_OPTIONS[option], path)
+    assert rc == 1
+    assert_one_line_error(err, re.escape(str(path)), expected)

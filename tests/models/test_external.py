@@ -341,3 +341,61 @@ def test_cli_embed_with_an_onnx_file(onnx_file, capsys):
     photo = sorted(sorted(p for p in DEMO.iterdir() if p.is_dir())[0].iterdir())[0]
     assert main(["embed", str(photo), "--model-file", str(onnx_file), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)[0]["embedding"]) == 512
+
+
+# ------------------------------------------------------------------------------ external data
+
+
+@needs_onnx
+def test_onnx_with_external_data_equals_the_inline_file(onnx_file, onnx_model, chips, tmp_path):
+    """The IResNet-18 file re-saved with every tensor in one weights file beside it (as onnx saves models
+    over 2 GB) gives exactly the inline file's embeddings."""
+    import onnx
+
+    path = tmp_path / "r18.onnx"
+    onnx.save_model(onnx.load(str(onnx_file)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="r18.onnx.data", size_threshold=0)
+    assert path.stat().st_size < 100_000 < (tmp_path / "r18.onnx.data").stat().st_size
+    model = load_model_file(path, "arcface")
+    np.testing.assert_array_equal(model.embed(chips), onnx_model.embed(chips))
+
+
+@needs_onnx
+def test_all_tensors_reaches_every_kind_of_tensor():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from leam.models._onnx_data import all_tensors
+
+    def t(name):
+        return numpy_helper.from_array(np.zeros(2, np.float32), name)
+
+    sparse = lambda v: helper.make_sparse_tensor(t(v), numpy_helper.from_array(np.array([0, 1]), v + "i"), [4])  # noqa: E731
+    inner = helper.make_graph([helper.make_node("Constant", [], ["k"], value=t("in_subgraph"))], "g", [], [])
+    node = helper.make_node("If", ["c"], ["o"], then_branch=inner, else_branch=inner)
+    node.attribute.extend([helper.make_attribute("ts", [t("attr_list")]),
+                           helper.make_attribute("sp", sparse("attr_sparse"))])
+    graph = helper.make_graph([node, helper.make_node("Constant", [], ["z"], value=t("attr"))], "m", [], [],
+                              [t("init")], sparse_initializer=[sparse("sparse_init")])
+    model = helper.make_model(graph)
+    function = helper.make_function("f", "fn", [], ["k"], [helper.make_node("Constant", [], ["k"], value=t("in_fn"))],
+                                    [helper.make_opsetid("", 17)])
+    model.functions.append(function)
+    model.training_info.add().initialization.CopyFrom(helper.make_graph([], "i", [], [], [t("training")]))
+    names = sorted(x.name for x in all_tensors(model))
+    assert names == sorted(["init", "sparse_init", "sparse_initi", "in_subgraph", "in_subgraph", "attr_list",
+                            "attr_sparse", "attr_sparsei", "attr", "in_fn", "training"])
+    assert TensorProto.EXTERNAL == 1 and TensorProto.DEFAULT == 0  # the values _onnx_data writes
+
+
+@pytest.mark.parametrize("dtype, dims, size", [
+    ("FLOAT", [4, 3, 3, 3], 432), ("FLOAT16", [5], 10), ("INT64", [2, 2], 32), ("BOOL", [3], 3),
+    ("INT4", [3], 2), ("UINT4", [4], 2), ("COMPLEX128", [1], 16), ("FLOAT", [], 4), ("FLOAT", [0, 7], 0),
+    ("STRING", [2], None),
+])
+@needs_onnx
+def test_tensor_bytes(dtype, dims, size):
+    from onnx import TensorProto
+
+    from leam.models._onnx_data import tensor_bytes
+
+    assert tensor_bytes(TensorProto(data_type=getattr(TensorProto, dtype), dims=dims)) == size
