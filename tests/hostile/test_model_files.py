@@ -350,8 +350,8 @@ def test_external_data_outside_the_rules_is_refused_unread(capsys, external_case
 
 ENTRY_POINTS = {  # every command that loads a --model-file, each with the symlinked weights
     "embed": lambda model, photo: ["embed", photo, "--model-file", model],
-    "explain": lambda model, photo: ["explain", photo, "--reference", photo, "--model-file", model, "--out", "OUT"],
-    "regions": lambda model, photo: ["regions", photo, "--reference", photo, "--model-file", model, "--out", "OUT"],
+    "explain": lambda model, photo: ["explain", photo, "--reference", "REF", "--model-file", model, "--out", "OUT"],
+    "regions": lambda model, photo: ["regions", photo, "--reference", "REF", "--model-file", model, "--out", "OUT"],
     "demo": lambda model, photo: ["demo", photo.parent.parent, "--model-file", model, "--out", "OUT"],
     "verify": lambda model, photo: ["verify", photo.parent.parent, "--model-file", model, "--out", "OUT"],
 }
@@ -360,7 +360,8 @@ ENTRY_POINTS = {  # every command that loads a --model-file, each with the symli
 @pytest.mark.parametrize("command", ENTRY_POINTS)
 def test_every_command_checks_external_data(capsys, external_cases, photo, tmp_path, command) -> None:
     case, secret = _case(external_cases, "symlink"), external_cases[1]
-    argv = [tmp_path / "out" if a == "OUT" else a for a in ENTRY_POINTS[command](case.model, photo)]
+    named = {"OUT": tmp_path / "out", "REF": sorted(photo.parent.iterdir())[1]}
+    argv = [named.get(a, a) if isinstance(a, str) else a for a in ENTRY_POINTS[command](case.model, photo)]
     with opened() as paths:
         rc, _, err = leam(capsys, *argv)
     assert rc == 1
