@@ -5,7 +5,9 @@ photo of a pair is detected once and aligned and embedded once per model, batche
 (``embed_photos``), and the distances of the pairs are scored (``verification_metrics``):
 
 * 10-fold accuracy as LFW's protocol: the threshold that maximises accuracy on nine folds is tested
-  on the tenth; the mean (and standard deviation) over the ten held-out folds;
+  on the tenth; the mean (and standard deviation) over the ten held-out folds. It needs a scored same
+  and a scored different pair in every fold (so at least 10 of each); with fewer it is not computed
+  (None, "—" in the table, with the reason), and the scores below are still given;
 * the accuracy at the model spec's own threshold;
 * ROC AUC (the Mann-Whitney statistic: the chance a different pair lies further apart than a same
   pair, ties counting a half) and TAR at FAR = 1e-3 when there are at least 1,000 different pairs;
@@ -156,6 +158,8 @@ def cross_validated_accuracy(
     dist = np.concatenate([same, different])
     is_same = np.concatenate([np.ones(len(same), bool), np.zeros(len(different), bool)])
     fold = np.concatenate([same_folds, different_folds])
+    if len(np.unique(fold)) < 2:
+        raise ValueError(f"expected pairs in two or more folds to cross-validate, got folds {np.unique(fold).tolist()}")
     accuracies, thresholds = [], []
     for k in np.unique(fold):
         train, test = fold != k, fold == k
@@ -163,6 +167,17 @@ def cross_validated_accuracy(
         thresholds.append(t)
         accuracies.append(float(((dist[test] < t) == is_same[test]).mean()))
     return float(np.mean(accuracies)), float(np.std(accuracies)), thresholds
+
+
+def ten_fold_shortfall(same_folds: np.ndarray, different_folds: np.ndarray) -> str | None:
+    """Why the 10-fold accuracy cannot be computed from pairs in these folds (a fold without a same or
+    a different pair), or None when every fold holds both."""
+    short = [k for k in range(N_FOLDS) if not ((same_folds == k).any() and (different_folds == k).any())]
+    if not short:
+        return None
+    return (f"it needs a same and a different pair in each of the {N_FOLDS} folds (at least "
+            f"{N_FOLDS} of each kind), got {len(same_folds)} same and {len(different_folds)} different scored pairs "
+            f"({len(short)} fold{'s' if len(short) > 1 else ''} lacking one); draw more with --pairs, or add photos")
 
 
 def roc_auc(same: np.ndarray, different: np.ndarray) -> float:
@@ -198,9 +213,9 @@ def tar_at_far(same: np.ndarray, different: np.ndarray, far: float = FAR) -> flo
 class VerifyMetrics:
     n_same: int
     n_different: int
-    accuracy_10fold: float
-    accuracy_10fold_std: float
-    threshold_10fold: float  # median of the ten chosen thresholds
+    accuracy_10fold: float | None  # None with too few pairs for 10 folds (``ten_fold_shortfall``)
+    accuracy_10fold_std: float | None
+    threshold_10fold: float | None  # median of the ten chosen thresholds
     accuracy_at_spec: float | None
     spec_threshold: float | None  # as a distance
     auc: float
@@ -217,15 +232,20 @@ def verification_metrics(
     threshold: float | None = None,
     far: float = FAR,
 ) -> VerifyMetrics:
-    """All scores of one model from the distances of its same and different pairs."""
+    """All scores of one model from the distances of its same and different pairs (one or more of each;
+    the 10-fold accuracy is None unless every fold holds both kinds)."""
     if len(same) == 0 or len(different) == 0:
-        raise LeamError(f"expected same and different pairs to score, got {len(same)} and {len(different)}")
-    acc, std, thresholds = cross_validated_accuracy(same, different, same_folds, different_folds)
+        raise LeamError(f"expected same and different pairs to score, got {len(same)} same and {len(different)} "
+                        "different pairs with a face in both photos; add photos of more people")
+    acc = std = t10 = None
+    if ten_fold_shortfall(same_folds, different_folds) is None:
+        acc, std, thresholds = cross_validated_accuracy(same, different, same_folds, different_folds)
+        t10 = float(np.median(thresholds))
     at_spec = None
     if threshold is not None:
         at_spec = float(((same < threshold).sum() + (different >= threshold).sum()) / (len(same) + len(different)))
     return VerifyMetrics(
-        len(same), len(different), acc, std, float(np.median(thresholds)), at_spec, threshold,
+        len(same), len(different), acc, std, t10, at_spec, threshold,
         roc_auc(same, different), tar_at_far(same, different, far), float(np.median(same)),
         float(np.median(different)),
     )
@@ -260,6 +280,8 @@ def embed_photos(
     """
     if face not in FACE_CHOICES:
         raise ValueError(f"expected face to be one of {FACE_CHOICES}, got {face!r}")
+    if batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     out = {m.spec.name: np.full((len(photos), m.spec.embedding_size), np.nan, np.float32) for m in models}
     statuses, pending, chips = [], [], {m.spec.name: [] for m in models}
 
@@ -397,6 +419,8 @@ def summary_dict(report: VerifyReport) -> dict:
             "scored_different": int(report.scored_different.sum()),
             "left_out_same": int((~report.scored_same).sum()),
             "left_out_different": int((~report.scored_different).sum()),
+            "ten_fold_not_computed": ten_fold_shortfall(report.pairs.same_folds[report.scored_same],
+                                                        report.pairs.different_folds[report.scored_different]),
         },
         "photos": {
             "used": len(report.photos),
@@ -465,6 +489,11 @@ def plot_roc(results: Sequence[ModelResult], path: Path) -> None:
     plt.close(fig)
 
 
+def _plus_minus(value: float | None, spread: float | None) -> str:
+    """``value ± spread`` in percent, or "—" when not computed."""
+    return "—" if value is None else f"{100 * value:.2f} ± {100 * spread:.2f}"
+
+
 _FACE_RULE = {"largest": "the largest taken", "central": "the most central taken", "only": "refused"}
 
 
@@ -479,10 +508,12 @@ def format_table(report: VerifyReport) -> str:
         m = r.metrics
         lines.append(
             f"{r.name:<16} {f'{m.n_same}/{m.n_different}':>11} "
-            f"{f'{pct(m.accuracy_10fold)} ± {pct(m.accuracy_10fold_std)}':>14} {pct(m.accuracy_at_spec):>8} "
+            f"{_plus_minus(m.accuracy_10fold, m.accuracy_10fold_std):>14} {pct(m.accuracy_at_spec):>8} "
             f"{m.auc:>7.4f} {pct(m.tar_at_far):>9} {m.median_same:>9.3f} {m.median_different:>9.3f}  "
             f"{r.metric} ({m.spec_threshold:g})"
         )
+    if s["pairs"]["ten_fold_not_computed"]:
+        lines.append(f"10-fold accuracy not computed: {s['pairs']['ten_fold_not_computed']}")
     p, ph = s["pairs"], s["photos"]
     lines.append(
         f"pairs drawn: {p['same']} same / {p['different']} different (seed {report.seed}; {p['available_same']} "

@@ -23,6 +23,7 @@ from leam.verify import (
     roc_auc,
     roc_curve,
     tar_at_far,
+    ten_fold_shortfall,
     verification_metrics,
 )
 from tests.conftest import SHARED_DATA
@@ -101,8 +102,30 @@ def test_verification_metrics_all_together():
     assert (m.n_same, m.n_different, m.accuracy_10fold, m.auc, m.tar_at_far) == (1000, 1000, 1.0, 1.0, 1.0)
     assert m.accuracy_at_spec == pytest.approx((1000 + 1000 - (different < 0.6).sum()) / 2000)
     assert m.median_same == pytest.approx(0.35) and m.median_different == pytest.approx(1.025)
-    with pytest.raises(LeamError, match="expected same and different pairs"):
+    with pytest.raises(LeamError, match="expected same and different pairs to score, got 1000 same and 0 different"):
         verification_metrics(same, different[:0], folds(1000), folds(0))
+
+
+def test_ten_fold_accuracy_needs_both_kinds_in_every_fold():
+    """One same and one different pair (both in fold 0): no 10-fold accuracy (None, with the reason), but
+    the scores that one pair of each kind defines are given: AUC, accuracy at the spec threshold, medians."""
+    m = verification_metrics(np.array([0.4]), np.array([0.9]), folds(1), folds(1), threshold=0.6)
+    assert (m.accuracy_10fold, m.accuracy_10fold_std, m.threshold_10fold) == (None, None, None)
+    assert (m.n_same, m.n_different, m.auc, m.accuracy_at_spec, m.median_same, m.median_different) == \
+        (1, 1, 1.0, 1.0, 0.4, 0.9)
+    assert ten_fold_shortfall(folds(1), folds(1)).startswith(
+        "it needs a same and a different pair in each of the 10 folds (at least 10 of each kind), got 1 same and "
+        "1 different scored pairs (9 folds lacking one)")
+    assert ten_fold_shortfall(folds(10), folds(9)).endswith("(1 fold lacking one); draw more with --pairs, or add "
+                                                            "photos")
+    assert ten_fold_shortfall(folds(10), folds(10)) is None
+    m = verification_metrics(np.linspace(0.1, 0.5, 10), np.linspace(0.6, 1.0, 10), folds(10), folds(10))
+    assert (m.accuracy_10fold, m.accuracy_10fold_std) == (1.0, 0.0)  # ten pairs of each kind are enough
+
+
+def test_cross_validation_refuses_a_single_fold():
+    with pytest.raises(ValueError, match=r"pairs in two or more folds to cross-validate, got folds \[3\]"):
+        cross_validated_accuracy(np.array([0.1, 0.2]), np.array([0.9]), np.array([3, 3]), np.array([3]))
 
 
 def test_pair_distances_euclidean_and_cosine():
@@ -233,9 +256,8 @@ def test_verify_end_to_end_on_an_lfw_demo_slice(tmp_path):
         (["--model", "dlib-resnet", "facenet", "--weights", "w.dat"], "--weights goes with a single --model"),
         (["--model", "dlib-resnet", "--preset", "arcface"], "--preset goes with --model-file"),
         (["--model", "nonesuch"], "unknown model 'nonesuch'"),
-        (["--pairs", "0"], "--pairs must be at least 1"),
     ],
-    ids=["weights-with-two-models", "preset-without-file", "unknown-model", "no-pairs"],
+    ids=["weights-with-two-models", "preset-without-file", "unknown-model"],
 )
 def test_verify_command_errors_in_one_line(tmp_path, capsys, args, message):
     from leam.cli.main import main
@@ -251,3 +273,20 @@ def test_verify_command_on_a_folder_without_pairs(tmp_path, capsys):
 
     assert main(["verify", str(fake_folder(tmp_path / "data", {"a": 1})), "--out", str(tmp_path / "out")]) == 1
     assert "no identity folder with at least two images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--pairs", "0", "expected a whole number ≥ 1, got 0"),
+    ("--pairs", "-5", "expected a whole number ≥ 1, got -5"),
+    ("--batch-size", "0", "expected a whole number ≥ 1, got 0"),
+    ("--batch-size", "2.5", "invalid positive_int value: '2.5'"),
+    ("--seed", "-1", "expected a whole number ≥ 0, got -1"),
+])
+def test_verify_numeric_options_are_checked_by_argparse(tmp_path, capsys, option, value, message):
+    from leam.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["verify", str(tmp_path), option, value, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"leam verify: error: argument {option}: {message}" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ from leam.cli._common import add_model_options, add_parser_options, load_model, 
 from leam.explain import explain_file
 from leam.image import load_image
 from leam.maps import DIRECTIONS
-from leam.metrics.regions import DEFAULT_THRESHOLDS
+from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
 from leam.outputs import write_explanation
 from leam.regions import explanation_regions, parse_face, write_parse, write_regions
 
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_thresholds(args.thresholds, "--thresholds")
     model = load_model(args)
     parser = load_parser(args)
     layers = resolve_layer_args(model, args.layers)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from leam.cli._common import add_trust_option, load_model
-from leam.errors import LeamError, ModelError
+from leam.cli._common import add_trust_option, load_model, non_negative_int, positive_int
+from leam.errors import ModelError
 from leam.models import DEFAULT_MODEL, list_models
-from leam.verify import FACE_CHOICES, format_table, run_verify, write_report
+from leam.verify import FACE_CHOICES, N_FOLDS, format_table, run_verify, write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,20 +22,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="with --model-file: how to feed it")
     p.add_argument("--weights", default=None, help="weight file of the one --model (default: installed)")
     add_trust_option(p)
-    p.add_argument("--pairs", type=int, default=3000, metavar="N",
-                   help="same-person pairs, and as many different-person pairs (default: 3000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pair draw (default: 0)")
+    p.add_argument("--pairs", type=positive_int, default=3000, metavar="N",
+                   help=f"same-person pairs, and as many different-person pairs (default: 3000; the {N_FOLDS}-fold "
+                        f"accuracy needs at least {N_FOLDS} of each)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the pair draw (default: 0)")
     p.add_argument("--face", choices=FACE_CHOICES, default="largest",
                    help="of several faces in a photo: the largest (default; LFW photos show people behind the "
                         "subject), the one nearest the photo's centre (LFW centres its subject), or none")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
+                   help="photos per forward pass (default: 32)")
     p.add_argument("--out", default="verify-out", help="output folder (default: verify-out)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.pairs < 1:
-        raise LeamError(f"--pairs must be at least 1, got {args.pairs}")
     if args.model_file:
         models = [load_model(args)]
     else:

@@ -8,10 +8,34 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from leam.errors import LeamError
 from leam.parse._labels import LabelMap
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (1, 5, 10, 25, 50, 100)
 TABLE_COLUMNS = ["layer", "class", "measure", "threshold", "value"]
+
+
+def check_thresholds(thresholds: Iterable[float], name: str = "thresholds") -> tuple[float, ...]:
+    """The top-p % thresholds as floats, in the order given, once checked: one or more, each a number in
+    (0, 100], none twice; else ``LeamError`` naming ``name`` (e.g. the command's option).
+
+    >>> check_thresholds([1, 5, 100])
+    (1.0, 5.0, 100.0)
+    """
+    try:
+        values = tuple(float(p) for p in thresholds)
+    except (TypeError, ValueError):
+        raise LeamError(f"{name}: expected numbers (percentages in (0, 100]), got {list(thresholds)!r}") from None
+    bad = [f"{p:g}" for p in values if not 0 < p <= 100]  # NaN fails too
+    twice = sorted({p for p in values if values.count(p) > 1})
+    if not values:
+        raise LeamError(f"{name}: expected one or more top-p percentages in (0, 100]")
+    if bad:
+        raise LeamError(f"{name}: expected top-p percentages in (0, 100] (e.g. "
+                        f"{' '.join(f'{p:g}' for p in DEFAULT_THRESHOLDS)}), got {', '.join(bad)}")
+    if twice:
+        raise LeamError(f"{name}: {', '.join(f'{p:g}' for p in twice)} given twice; give each percentage once")
+    return values
 
 
 def top_count(n_pixels: int, percent: float) -> int:

@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leam.errors import LeamError
 from leam.metrics.regions import (
+    DEFAULT_THRESHOLDS,
+    check_thresholds,
     identity_summary,
     region_mass,
     region_shares,
@@ -164,3 +167,22 @@ def test_share_pivot_layout() -> None:
     assert list(pivot.columns) == ["top 1%", "top 50%", "mass"]
     assert list(pivot.index) == ["skin", "nose"]
     assert pivot.loc["skin"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_check_thresholds_keeps_good_ones_in_order() -> None:
+    assert check_thresholds([50, 0.5, 100]) == (50.0, 0.5, 100.0)
+    assert check_thresholds(DEFAULT_THRESHOLDS) == tuple(map(float, DEFAULT_THRESHOLDS))
+    assert check_thresholds(p for p in (1e-9, 100)) == (1e-9, 100.0)  # any iterable; the open end near 0 is in
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ([0], r"--t: expected top-p percentages in \(0, 100\] \(e\.g\. 1 5 10 25 50 100\), got 0$"),
+    ([5, -1, 100.5], r"got -1, 100\.5$"),
+    ([float("nan"), float("inf")], r"got nan, inf$"),
+    ([5, 5, 1, 1], r"--t: 1, 5 given twice; give each percentage once$"),
+    ([], r"--t: expected one or more top-p percentages"),
+    (["x"], r"--t: expected numbers"),
+], ids=["zero", "negative-and-over", "nan-inf", "twice", "empty", "not-a-number"])
+def test_check_thresholds_refuses(given, message) -> None:
+    with pytest.raises(LeamError, match=message):
+        check_thresholds(given, "--t")
