@@ -39,6 +39,7 @@ from torch import nn
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
+from leam.models._files import existing_file
 from leam.models._torch_file import pickles_trusted
 from leam.parse import register_parser
 from leam.parse._crop import head_crop_warp, labels_to_chip
@@ -178,6 +179,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict of tensors read with ``weights_only=True``; anything else is a ``ModelError``."""
     path = Path(path)
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a folder, pipe or bad link: say which
+            existing_file(path, "BiSeNet weight file")
         raise ModelError(f"BiSeNet weights not found at {path}: supply {WEIGHTS_FILE} (face-parsing.PyTorch)")
     try:  # in full only inside leam.models.trust_pickles() (--trust-model-file)
         state = torch.load(path, map_location="cpu", weights_only=not pickles_trusted())

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
+from leam.models._files import existing_file
 from leam.parse import register_parser
 from leam.parse._crop import head_crop_warp, labels_to_chip
 from leam.parse._labels import CLASSES, LabelMap
@@ -63,6 +64,8 @@ def load_farl(path: str | Path) -> torch.jit.ScriptModule:
     """facer's TorchScript parser at ``path``, on the CPU, in eval mode (runs the file's code)."""
     path = Path(path)
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a folder, pipe or bad link: say which
+            existing_file(path, "FaRL TorchScript file")
         raise ModelError(f"FaRL TorchScript file not found at {path}: supply {WEIGHTS_FILE} (facer)")
     try:
         with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export; facer ships it
