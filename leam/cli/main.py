@@ -5,17 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from leam import __version__
 from leam.cli import demo, embed, explain, layers, models, parse, protect, protect_eval, regions, report, study, verify
 from leam.dataset import text_name
 from leam.errors import LeamError
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, report, verify, protect, protect_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="leam", description="LEAM: which parts of a person's face a face-recognition model relies on"
     )
     parser.add_argument("--version", action="version", version=f"leam {__version__}")
