@@ -12,6 +12,7 @@ from leam.cli import demo, embed, explain, layers, models, parse, protect, prote
 from leam.dataset import text_name
 from leam.errors import LeamError
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line in one line (no usage block), exit status 2."""
 
