@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leam._paths import MARKER, is_run_folder, marked_files
 from leam.errors import LeamError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -47,7 +48,9 @@ class FolderScan:
 
 def scan_identity_folders(root: str | Path) -> FolderScan:
     """The identity folders of ``root`` (sub-folders holding images; hidden ones ignored) and the entries
-    left out with the reason: symbolic link loops, broken links, folders that cannot be listed.
+    left out with the reason: symbolic link loops, broken links, folders that cannot be listed, leam run
+    folders, and the files leam wrote (listed in a folder's ``.leam-output`` marker: a folder holding only
+    those is left out whole, one that also holds photos keeps the photos).
 
     Nothing is followed recursively, so a link cycle cannot make the scan hang. Identities are named
     with ``text_name``; an entry with an image suffix that is no regular file (a looping or broken
@@ -69,11 +72,21 @@ def scan_identity_folders(root: str | Path) -> FolderScan:
             continue
         if not sub.is_dir():
             continue
+        if is_run_folder(sub):
+            skipped[name] = "a leam run folder (it holds run.json), not photos of a person"
+            continue
         try:
             images = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
         except OSError as exc:
             skipped[name] = f"the folder cannot be listed ({exc.strerror or exc})"
             continue
+        if leam_wrote := marked_files(sub):
+            ours = [p for p in images if p.name in leam_wrote]
+            images = [p for p in images if p.name not in leam_wrote]
+            if not images and ours:
+                skipped[name] = f"a folder of leam's outputs (listed in its {MARKER}), not photos of a person"
+            elif ours:
+                skipped.update({f"{name}/{text_name(p.name)}": f"written by leam (listed in {MARKER})" for p in ours})
         if images and name in identities:
             skipped[name] = f"its name is {name!r} once undecodable bytes are written as \\xNN, as another folder's"
         elif images:

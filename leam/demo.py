@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pandas as pd
 from tqdm import tqdm
 
+from leam._paths import check_outputs, claim_outputs, unique_names
 from leam.dataset import identity_folders, text_name
 from leam.errors import LeamError
 from leam.explain import embed_faces, explain_face
@@ -23,9 +24,9 @@ from leam.face import align_file, align_photo
 from leam.image import load_image
 from leam.metrics.regions import DEFAULT_THRESHOLDS, identity_summary
 from leam.models import FaceModel
-from leam.outputs import atomic_write_bytes, write_explanation
+from leam.outputs import atomic_write_bytes, explanation_files, write_explanation
 from leam.parse import FaceParser, create_parser
-from leam.regions import explanation_regions, parse_face, write_parse, write_regions
+from leam.regions import PARSE_FILES, REGIONS_FILES, explanation_regions, parse_face, write_parse, write_regions
 from leam.render import shares_bar_chart
 
 
@@ -38,19 +39,41 @@ class DemoItem:
     summary: dict | None = None
     error: str | None = None
 
+    @property
+    def identity_folder(self) -> str:
+        """The identity's folder, relative to the output root."""
+        return self.folder.rpartition("/")[0]
+
+
+ROOT_FILES = ("index.html", "regions_all.csv", "regions_identity.csv", "regions_overall.png")
+IDENTITY_CHART = "regions_identity.png"  # in each identity's folder
+
 
 def plan_demo(data: str | Path, limit: int | None = None) -> list[DemoItem]:
-    """Each image paired with the next image (cyclically) of the same identity."""
+    """Each image paired with the next image (cyclically) of the same identity; folder names unique by
+    construction (``a.jpg`` and ``a.png``, identities that differ only in case, names of the output files)."""
+    if limit is not None and limit < 1:
+        raise LeamError(f"--limit is the number of photos to explain, at least 1; got {limit}")
+    identities = {k: v for k, v in identity_folders(data).items() if len(v) >= 2}
     items = []
-    for identity, images in identity_folders(data).items():
-        if len(images) < 2:
-            continue
-        for i, image in enumerate(images):
-            folder = f"{identity}/{text_name(image.stem)}"  # identities are text_name'd already
-            items.append(DemoItem(identity, image, images[(i + 1) % len(images)], folder))
+    for identity, folder in zip(identities, unique_names(list(identities), reserved=ROOT_FILES)):
+        images = identities[identity]
+        stems = unique_names([text_name(image.stem) for image in images], reserved=[IDENTITY_CHART])
+        for i, (image, stem) in enumerate(zip(images, stems)):
+            items.append(DemoItem(identity, image, images[(i + 1) % len(images)], f"{folder}/{stem}"))
     if not items:
         raise LeamError(f"{data}: no identity folder with at least two images (expected <identity>/<image files>)")
     return items[:limit] if limit else items
+
+
+def demo_outputs(items: Sequence[DemoItem], out: Path, layers: Sequence[str]) -> list[Path]:
+    """Every file ``run_demo`` writes for ``items`` into ``out``."""
+    files = [out / name for name in ROOT_FILES]
+    files += list(dict.fromkeys(out / Path(item.folder).parent / IDENTITY_CHART for item in items))
+    for item in items:
+        folder = out / item.folder
+        files += [*explanation_files(folder, layers), *(folder / f for f in PARSE_FILES + REGIONS_FILES)]
+    return files
 
 
 def run_demo(
@@ -70,6 +93,9 @@ def run_demo(
     out = Path(out)
     parser = parser or create_parser()
     items = plan_demo(data, limit)
+    layers = list(layers or model.spec.default_layers)
+    photos = [p for images in identity_folders(data).values() for p in images]
+    claim_outputs(check_outputs(demo_outputs(items, out, layers), {"photo of the data folder": photos}))
     for item in tqdm(items, desc="explaining", unit="photo", disable=not progress):
         folder = out / item.folder
         done = folder / "summary.json"
@@ -107,6 +133,7 @@ def summarise_regions(items: Sequence[DemoItem], out: Path, layer: str = "aggreg
     atomic_write_bytes(out / "regions_all.csv", table.to_csv(index=False).encode())
     summary = identity_summary(table)
     atomic_write_bytes(out / "regions_identity.csv", summary.to_csv(index=False).encode())
+    folders = {item.identity: item.identity_folder for item in items}
     classes = list(dict.fromkeys(table["class"]))
     shares = summary[(summary["layer"] == layer) & (summary["measure"] == "share")]
     for identity, rows in shares.groupby("identity"):
@@ -114,7 +141,7 @@ def summarise_regions(items: Sequence[DemoItem], out: Path, layer: str = "aggreg
         errors = {p: dict(zip(r["class"], r["std"].fillna(0))) for p, r in rows.groupby("threshold")}
         n = int(rows["images"].max())
         shares_bar_chart(means, classes, f"{identity}: {layer} map, mean ± std over {n} photos",
-                         out / identity / "regions_identity.png", errors)
+                         out / folders[identity] / IDENTITY_CHART, errors)
     overall = table[(table["layer"] == layer) & (table["measure"] == "share")]
     g = overall.groupby(["threshold", "class"])["value"]
     means = {p: dict(zip(r.index.get_level_values("class"), r)) for p, r in g.mean().groupby(level=0)}
@@ -147,12 +174,12 @@ def write_index(items: Sequence[DemoItem], out: Path, model: str) -> Path:
             "</tr>"
         )
     fail_rows = "".join(f"<li>{esc(text_name(str(i.image)))}: {esc(i.error or '')}</li>" for i in failed)
-    identities = list(dict.fromkeys(i.identity for i in ok))
+    identities = {i.identity: i.identity_folder for i in ok}
     id_rows = "".join(
-        f'<tr><td>{esc(name)}</td><td><a href="{quote(name)}/regions_identity.png">'
-        f'<img src="{quote(name)}/regions_identity.png" height="170"></a></td></tr>'
-        for name in identities
-        if (out / name / "regions_identity.png").is_file()
+        f'<tr><td>{esc(name)}</td><td><a href="{quote(folder)}/{IDENTITY_CHART}">'
+        f'<img src="{quote(folder)}/{IDENTITY_CHART}" height="170"></a></td></tr>'
+        for name, folder in identities.items()
+        if (out / folder / IDENTITY_CHART).is_file()
     )
     overall = '<p><img src="regions_overall.png" height="260"></p>' if (out / "regions_overall.png").is_file() else ""
     page = f"""<!doctype html>

@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import re
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from leam import __version__
+from leam._paths import unique_names, write_file
 from leam.explain import Explanation
 from leam.image import load_image
 from leam.render import grid_figure, overlay, photo_overlay
 
+# the files ``write_explanation`` writes into its folder, besides one overlay per layer in layers/
+EXPLANATION_FILES = ("maps.npz", "chip.png", "aggregate.png", "photo_aggregate.png", "grid.png", "summary.json")
+atomic_write_bytes = write_file  # the name the other writers of this package use
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+def layer_files(layers: Sequence[str]) -> dict[str, str]:
+    """{layer: ``layers/<name>.png``}: layer names made file-system safe (ONNX names hold '/'), and unique
+    even where two names become one (``a/b`` and ``a_b``) or differ only in case."""
+    safe = [re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".png" for name in layers]
+    return {name: f"layers/{file}" for name, file in zip(layers, unique_names(safe))}
+
+
+def explanation_files(out: str | Path, layers: Sequence[str]) -> list[Path]:
+    """Every file ``write_explanation`` writes for ``layers`` into ``out``, to check before any work."""
+    out = Path(out)
+    return [out / name for name in EXPLANATION_FILES] + [out / rel for rel in layer_files(layers).values()]
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    """``pixels`` as a PNG file, written whole or not at all."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    write_file(path, buf.getvalue())
 
 
 def summary_dict(ex: Explanation, files: dict[str, str]) -> dict:
@@ -53,31 +65,29 @@ def summary_dict(ex: Explanation, files: dict[str, str]) -> dict:
 def write_explanation(ex: Explanation, out: str | Path, photo: np.ndarray | None = None) -> dict:
     """Write ``ex`` into ``out``; returns the summary (also saved as ``summary.json``, written last)."""
     out = Path(out)
-    (out / "layers").mkdir(parents=True, exist_ok=True)
     chip = ex.aligned.chip
     files: dict[str, str] = {"maps": "maps.npz", "chip": "chip.png"}
 
     arrays = {f"{k}": v.astype(np.float32) for k, v in ex.maps.items()}
     arrays["aggregate"] = ex.aggregate.astype(np.float32)
     arrays.update({f"raw/{k}": v.astype(np.float32) for k, v in ex.raw.items()})
-    with tempfile.NamedTemporaryFile(dir=out, suffix=".npz", delete=False) as tmp:
-        np.savez_compressed(tmp, **arrays)
-    os.replace(tmp.name, out / "maps.npz")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_file(out / "maps.npz", buf.getvalue())
 
-    Image.fromarray(chip).save(out / "chip.png")
-    for name, m in ex.maps.items():
-        rel = f"layers/{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.png"  # ONNX layer names hold '/'"
-        Image.fromarray(overlay(chip, m)).save(out / rel)
+    write_png(out / "chip.png", chip)
+    for name, rel in layer_files(list(ex.maps)).items():
+        write_png(out / rel, overlay(chip, ex.maps[name]))
         files[f"overlay:{name}"] = rel
-    Image.fromarray(overlay(chip, ex.aggregate)).save(out / "aggregate.png")
+    write_png(out / "aggregate.png", overlay(chip, ex.aggregate))
     files["overlay:aggregate"] = "aggregate.png"
     if photo is None:
         photo = load_image(ex.aligned.source)
-    Image.fromarray(photo_overlay(photo, ex.aggregate, ex.aligned.warp)).save(out / "photo_aggregate.png")
+    write_png(out / "photo_aggregate.png", photo_overlay(photo, ex.aggregate, ex.aligned.warp))
     files["photo_overlay:aggregate"] = "photo_aggregate.png"
     title = f"{Path(ex.aligned.source).name} · {ex.model} · cos {ex.cosine:.3f} · direction {ex.direction}"
     grid_figure(chip, ex.maps, ex.aggregate, title, out / "grid.png")
     files["grid"] = "grid.png"
     summary = summary_dict(ex, files)
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    write_file(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary

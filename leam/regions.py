@@ -5,6 +5,7 @@ The plain functions behind ``leam parse`` and ``leam regions`` (and the demo's r
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,12 @@ from PIL import Image
 from leam.explain import Explanation
 from leam.face import AlignedFace
 from leam.metrics.regions import DEFAULT_THRESHOLDS, region_shares, region_table, share_pivot
-from leam.outputs import atomic_write_bytes
+from leam.outputs import atomic_write_bytes, write_png
 from leam.parse import FaceParser, LabelMap
 from leam.render import label_overlay, regions_figure
+
+PARSE_FILES = ("labels.png", "labels_rgb.png", "parse_overlay.png", "legend.json")  # of ``write_parse``
+REGIONS_FILES = ("regions.csv", "regions.png")  # of ``write_regions``
 
 
 @dataclass
@@ -42,7 +46,6 @@ def write_parse(labels: LabelMap, face: AlignedFace, out: str | Path) -> dict[st
     """``labels.png`` (palette PNG: value = class index, 255 = unlabelled), ``labels_rgb.png``,
     ``parse_overlay.png`` and ``legend.json``; returns {kind: file}."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     from leam.parse import CLASSES, PALETTE, UNLABELLED, UNLABELLED_NAME
 
     img = Image.fromarray(labels.labels, mode="L").convert("P")
@@ -51,9 +54,11 @@ def write_parse(labels: LabelMap, face: AlignedFace, out: str | Path) -> dict[st
         palette[i] = PALETTE[name]
     palette[UNLABELLED] = PALETTE[UNLABELLED_NAME]
     img.putpalette(palette.ravel().tolist())
-    img.save(out / "labels.png")
-    Image.fromarray(labels.to_rgb()).save(out / "labels_rgb.png")
-    Image.fromarray(label_overlay(face.chip, labels.to_rgb())).save(out / "parse_overlay.png")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(out / "labels.png", buf.getvalue())
+    write_png(out / "labels_rgb.png", labels.to_rgb())
+    write_png(out / "parse_overlay.png", label_overlay(face.chip, labels.to_rgb()))
     legend = {
         "parser": labels.parser,
         "classes": {name: {"value": CLASSES.index(name), "rgb": PALETTE[name]} for name in labels.classes},

@@ -433,6 +433,9 @@ def summary_dict(report: VerifyReport) -> dict:
     }
 
 
+REPORT_FILES = ("summary.json", "verify.csv", "pairs.csv", "photos.csv", "roc.png")  # of ``write_report``
+
+
 def write_report(report: VerifyReport, out: str | Path) -> dict[str, Path]:
     """Write ``summary.json``, ``verify.csv`` (a row per model), ``pairs.csv``, ``photos.csv`` and
     ``roc.png`` into ``out``; returns their paths by name."""
@@ -442,7 +445,7 @@ def write_report(report: VerifyReport, out: str | Path) -> dict[str, Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("summary.json", "verify.csv", "pairs.csv", "photos.csv", "roc.png")}
+    paths = {name: out / name for name in REPORT_FILES}
     paths["summary.json"].write_text(json.dumps(summary_dict(report), indent=2) + "\n")
     rows = [{"model": r.name, "distance": r.metric, **vars(r.metrics)} for r in report.results]
     pd.DataFrame(rows).to_csv(paths["verify.csv"], index=False)

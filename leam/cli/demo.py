@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leam.cli._common import add_model_options, add_parser_options, load_model, load_parser, resolve_layer_args
+from leam.cli._common import (
+    add_model_options,
+    add_parser_options,
+    load_model,
+    load_parser,
+    positive_int,
+    resolve_layer_args,
+)
 from leam.demo import run_demo
 from leam.maps import DIRECTIONS
 
@@ -17,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_parser_options(p)
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all'")
     p.add_argument("--direction", choices=DIRECTIONS, default="loss")
-    p.add_argument("--limit", type=int, default=None, help="explain at most this many photos")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="explain at most N photos")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     p.set_defaults(func=run)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
 from leam.cli._common import add_model_options, load_model, resolve_layer_args
 from leam.explain import explain_file
 from leam.image import load_image
 from leam.maps import AGGREGATIONS, DIRECTIONS
-from leam.outputs import write_explanation
+from leam.outputs import explanation_files, write_explanation
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,11 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = {"photo": [args.image], "reference": args.reference}
+    refuse_repeated_inputs(inputs)
     model = load_model(args)
     layers = resolve_layer_args(model, args.layers)
+    outputs = check_outputs(explanation_files(args.out, layers), inputs)
     photo = load_image(args.image)
     ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate, args.largest_face,
                       photo)
+    claim_outputs(outputs)
     write_explanation(ex, args.out, photo)
     print(f"cosine similarity to the reference: {ex.cosine:.4f}")
     print(f"wrote {len(layers)} layer maps and the aggregate to {Path(args.out)}/ (see grid.png)")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from leam._paths import check_outputs, claim_outputs
 from leam.cli._common import add_model_options, add_parser_options, load_parser, model_template
 from leam.face import align_file
 from leam.image import load_image
-from leam.regions import parse_face, write_parse
+from leam.regions import PARSE_FILES, parse_face, write_parse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     template = model_template(args)
+    outputs = check_outputs([Path(args.out) / f for f in PARSE_FILES], {"photo": [args.image]})
     photo = load_image(args.image)
     face = align_file(args.image, template, args.largest_face)
     labels = parse_face(load_parser(args), photo, face)
+    claim_outputs(outputs)
     write_parse(labels, face, args.out)
     counts = {c: int(labels.mask(c).sum()) for c in labels.categories}
     total = labels.labels.size

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from leam.cli._common import positive_int
 from leam.errors import LeamError
 from leam.face.detect import FACE_CHOICES
 from leam.models import DEFAULT_MODEL, list_models
@@ -20,7 +21,7 @@ def add_protect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilon", type=float, default=255.0, metavar="E",
                    help="largest change of a masked pixel's channel, grey levels 1-255 (default: 255, any content: "
                         "only the number of pixels is limited)")
-    p.add_argument("--steps", type=int, default=50, help="projected gradient steps (default: 50)")
+    p.add_argument("--steps", type=positive_int, default=50, metavar="N", help="projected gradient steps (default: 50)")
     p.add_argument("--step-size", type=float, default=None, metavar="A",
                    help="mean step in grey levels (default: 2.5 x epsilon / steps; decays linearly to 0)")
     p.add_argument("--objective", choices=OBJECTIVES, default="margin",
@@ -31,12 +32,12 @@ def add_protect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random start and random masks (default: 0)")
     p.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
                    help="quality of protected JPEG photos (default: 95, no chroma subsampling)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch threads (default: torch's)")
 
 
 def set_threads(args: argparse.Namespace) -> None:
     """Apply ``--threads`` (when given) to torch."""
-    if args.threads:
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
 from leam.cli._common import add_model_options, add_parser_options, load_model, load_parser, resolve_layer_args
 from leam.explain import explain_file
 from leam.image import load_image
 from leam.maps import DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
-from leam.outputs import write_explanation
-from leam.regions import explanation_regions, parse_face, write_parse, write_regions
+from leam.outputs import explanation_files, write_explanation
+from leam.regions import PARSE_FILES, REGIONS_FILES, explanation_regions, parse_face, write_parse, write_regions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,14 +32,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_thresholds(args.thresholds, "--thresholds")
+    inputs = {"photo": [args.image], "reference": args.reference}
+    refuse_repeated_inputs(inputs)
     model = load_model(args)
     parser = load_parser(args)
     layers = resolve_layer_args(model, args.layers)
+    out = Path(args.out)
+    outputs = check_outputs([*explanation_files(out, layers), *(out / f for f in PARSE_FILES + REGIONS_FILES)], inputs)
     photo = load_image(args.image)
     ex = explain_file(model, args.image, args.reference, layers, args.direction,
                       largest_face=args.largest_face, photo=photo)
     labels = parse_face(parser, photo, ex.aligned)
     result = explanation_regions(ex, labels, args.thresholds)
+    claim_outputs(outputs)
     write_explanation(ex, args.out, photo)
     write_parse(labels, ex.aligned, args.out)
     write_regions(ex, result, args.out)

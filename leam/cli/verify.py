@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from leam._paths import check_outputs, claim_outputs
 from leam.cli._common import add_trust_option, load_model, non_negative_int, positive_int
 from leam.errors import ModelError
 from leam.models import DEFAULT_MODEL, list_models
-from leam.verify import FACE_CHOICES, N_FOLDS, format_table, run_verify, write_report
+from leam.verify import FACE_CHOICES, N_FOLDS, REPORT_FILES, format_table, run_verify, write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         if args.weights and len(args.model) > 1:
             raise ModelError("--weights goes with a single --model")
         models = [load_model(argparse.Namespace(**{**vars(args), "model": name})) for name in args.model]
+    outputs = check_outputs([Path(args.out) / name for name in REPORT_FILES])  # nothing replaced (leam._paths)
     report = run_verify(models, args.data, args.pairs, args.seed, args.face, args.batch_size)
+    claim_outputs(outputs)
     paths = write_report(report, args.out)
     print(format_table(report))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

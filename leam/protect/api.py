@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs, unique_names, write_file
 from leam.errors import LeamError
 from leam.face import warp_to_photo
 from leam.image import load_image
@@ -21,10 +22,10 @@ from leam.protect.mask import consensus_map, leam_aggregates
 from leam.protect.person import PersonPhoto, embed_all, ensemble_name, load_photo, references_for
 from leam.protect.save import save_like, source_format
 from leam.protect.summary import summarise
-from leam.study.store import atomic_write
 
 MASKS = ("leam", "consensus")
 BASELINES = ("random", "black", "dense")
+REPORT_FILES = ("report.html", "results.csv", "summary.csv")  # ``write_protect_report``
 
 
 @dataclass
@@ -98,6 +99,12 @@ def protect_files(
                         "or --reference PHOTO")
     for path in images:
         source_format(path)
+    inputs = {"photo to protect": list(images), "reference": list(references or [])}
+    refuse_repeated_inputs(inputs)
+    methods = [mask] + (list(BASELINES) if baselines else [])
+    names = output_names(images)
+    out = Path(out)
+    outputs = check_outputs(protect_outputs(out, names, methods[1:]), inputs)
     evaluators = list(dict.fromkeys([*models, *(eval_models or installed_models())]))
     loaded = {n: create_model(n) for n in evaluators}
     ensemble = [loaded[n] for n in models]
@@ -111,9 +118,7 @@ def protect_files(
     refs = [references_for(i, emb, external) for i in range(len(photos))]
     maps = _maps(ensemble, photos, refs)
     consensus = _consensus(ensemble, photos, maps) if mask == "consensus" else [None] * len(photos)
-    methods = [mask] + (list(BASELINES) if baselines else [])
-    names = _output_names([Path(p) for p in images])
-    out = Path(out)
+    claim_outputs(outputs)
     rows, results = [], []
     for i, person in enumerate(photos):
         base = {"identity": "", "image": str(person.path)}
@@ -125,7 +130,7 @@ def protect_files(
             saved = load_image(save_like(person.path, p.pixels, target, config.jpeg_quality))
             result.versions[p.method] = (target, saved, p.mask)
             if p.method == mask:  # which pixels were allowed to change: white
-                atomic_write(out / "masks" / f"{Path(names[i]).stem}.png", _png(p.mask))
+                write_file(out / "masks" / f"{names[i]}.png", _png(p.mask))
             info = {**base, "ensemble": ensemble_name(models), "method": p.method, "budget": p.budget,
                     "mask_pixels": int(p.mask.sum()), "epsilon": p.epsilon, "objective": p.objective,
                     **visible_change(person.photo, saved, person.face.box)}
@@ -166,12 +171,15 @@ def _png(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _output_names(paths: list[Path]) -> list[str]:
-    """The input file names, made unique with -2, -3, ... where two inputs share a name."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        key = p.name.lower()
-        seen[key] = seen.get(key, 0) + 1
-        out.append(p.name if seen[key] == 1 else f"{p.stem}-{seen[key]}{p.suffix}")
-    return out
+def output_names(images: Sequence[str | Path]) -> list[str]:
+    """The photos' file names, unique by construction (``x/a.jpg``, ``y/a.jpg`` and ``z/a-2.jpg`` become
+    ``a.jpg``, ``a-3.jpg`` and ``a-2.jpg``) and apart from the other outputs' names."""
+    return unique_names([Path(p).name for p in images], reserved=[*REPORT_FILES, "masks", "baselines"])
+
+
+def protect_outputs(out: Path, names: Sequence[str], baselines: Sequence[str]) -> list[Path]:
+    """Every file ``leam protect`` writes: the protected photos, their masks (``masks/<name>.png``), the
+    baselines' photos and the report's files."""
+    files = [out / n for n in names] + [out / "masks" / f"{n}.png" for n in names]
+    files += [out / "baselines" / m / n for m in baselines for n in names]
+    return files + [out / f for f in REPORT_FILES]

@@ -51,6 +51,9 @@ class ProtectConfig:
             raise ValueError(f"expected epsilon in (0, 255] grey levels, got {self.epsilon}")
         if self.steps < 1:
             raise ValueError(f"expected at least 1 step, got {self.steps}")
+        if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
+            raise ValueError(f"expected a step size above 0 grey levels (a negative one makes the face more "
+                             f"recognisable), got {self.step_size}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"expected an objective in {OBJECTIVES}, got {self.objective!r}")
         if self.precision not in PRECISIONS:

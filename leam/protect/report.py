@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
+from leam._paths import write_file as atomic_write_bytes  # noqa: E402
 from leam.report.html import CSS, html_table, img  # noqa: E402
 from leam.report.plots import literal, png_bytes  # noqa: E402
-from leam.study.store import atomic_write as atomic_write_bytes  # noqa: E402
 
 METHOD_LABELS = {"leam": "LEAM pixels, optimised", "consensus": "consensus pixels, optimised",
                  "random": "random pixels, optimised", "black": "LEAM pixels, black",
@@ -84,8 +84,9 @@ def write_protect_report(result, out: str | Path) -> Path:
              "<p class=note>Every figure is measured on the photos as written: decoded again, the face detected "
              "again (dlib HOG) and aligned for each model. Match: the share of (photo, reference photo) pairs the "
              "model verifies at its own threshold; any ref.: at least one reference verifies. Photo metadata: "
-             "EXIF (orientation set to 1, thumbnail and maker note dropped), ICC profile, XMP, DPI and comments "
-             "are kept; see <code>leam/protect/save.py</code>.</p>",
+             "only what cannot hold a picture of the unprotected face is kept (ICC profile, DPI, short EXIF "
+             "fields with orientation 1, a short comment or PNG text); thumbnails, XMP, Photoshop/IPTC and MPF "
+             "images are dropped; see <code>leam/protect/save.py</code>.</p>",
              html_table(_summary_table(summary), "Before and after, per model")]
     for p in result.photos:
         parts.append(f"<h3>{escape(str(p.source))}</h3>")

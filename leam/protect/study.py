@@ -32,6 +32,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from leam import __version__
+from leam._paths import check_run_folder
 from leam.errors import LeamError
 from leam.face import warp_to_photo
 from leam.face.detect import FACE_CHOICES
@@ -175,6 +176,10 @@ def _crop(a: np.ndarray, box: Sequence[int], pad: float = 0.35) -> np.ndarray:
     return np.ascontiguousarray(a[max(0, top - m): min(h, bottom + m), max(0, left - m): min(w, right + m)])
 
 
+RUN_FILES = ("run.json", "report.html", *(f"tables/{t}.csv" for t in ("results", "failures", "summary")),
+             "tables/results.parquet")
+
+
 def run_protect_eval(config: EvalConfig, out: str | Path, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Run (or resume) the evaluation into ``out``; returns the consolidated tables."""
     store = RunStore(out)
@@ -182,6 +187,7 @@ def run_protect_eval(config: EvalConfig, out: str | Path, progress: bool = True)
     for name in config.models:  # a bad model name or data folder fails before the run folder is made
         model_spec(name)
     select_identities(config)
+    check_run_folder(out, config.data, RUN_FILES)
     with store.lock():
         manifest = store.read_manifest()
         wanted = config.to_dict()

@@ -9,7 +9,6 @@ values, paths) is escaped.
 from __future__ import annotations
 
 import base64
-import os
 import warnings
 from html import escape
 from pathlib import Path
@@ -18,9 +17,10 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from leam._paths import check_outputs, claim_outputs, write_file
 from leam.errors import LeamError
 from leam.report import plots
-from leam.report.tables import format_value, summarise, write_tables
+from leam.report.tables import format_value, summarise, table_files, write_tables
 from leam.study import stats
 from leam.study.store import RunStore, unit_dir_name
 
@@ -47,11 +47,16 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
     manifest = store.read_manifest()
     if manifest is None:
         raise LeamError(f"{run_dir}: no run.json; expected the folder of a `leam study` run")
+    out = Path(out_path) if out_path else Path(run_dir) / "report.html"
+    if out.is_dir():
+        raise LeamError(f"{out}: is a folder; give --out the HTML file to write, e.g. {out / 'report.html'}")
+    check_outputs([out], run=run_dir)  # before reading the tables: a clash is named at once
     tables = store.tables()
     if "images" not in tables:
         raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
-    out = Path(out_path) if out_path else Path(run_dir) / "report.html"
     summaries = summarise(tables)
+    planned = [out, *(f for name in summaries for f in table_files(name, out.parent / "report_tables"))]
+    claim_outputs(check_outputs(planned, run=run_dir))
     files = write_tables(summaries, out.parent / "report_tables")
     with warnings.catch_warnings():  # names in scripts the font lacks (東京) are boxes in figures; tables show them
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
@@ -74,19 +79,8 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
             f"<title>leam study report · {data}</title><style>{CSS}</style></head><body>\n"
             f"<h1>leam study report</h1><p class=note>Run <code>{escape(str(Path(run_dir).resolve()))}</code> · "
             f"data <code>{data}</code></p><nav>{nav}</nav>\n" + "\n".join(parts) + "\n</body></html>\n")
-    _write(out, page.encode("utf-8"))
+    write_file(out, page.encode("utf-8"))
     return out
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename; permissions as the umask says (not mkstemp's 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------- page pieces

@@ -57,6 +57,12 @@ def identity_counts(images: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFram
     return t.groupby(["identity", "model"], sort=False).sum().reset_index()
 
 
+def table_files(name: str, folder: Path) -> tuple[Path, Path]:
+    """The CSV and Markdown files of the table ``name`` in ``folder`` (its name made file-system safe)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "table"
+    return folder / f"{stem}.csv", folder / f"{stem}.md"
+
+
 def write_tables(summaries: dict[str, pd.DataFrame], folder: str | Path) -> dict[str, tuple[Path, Path]]:
     """Write ``<name>.csv`` and ``<name>.md`` for every summary (names made file-system safe; the Markdown
     of a table over ``MARKDOWN_ROWS`` rows only points to the CSV); {name: (csv path, md path)}."""
@@ -64,8 +70,7 @@ def write_tables(summaries: dict[str, pd.DataFrame], folder: str | Path) -> dict
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in summaries.items():
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "table"
-        csv, md = folder / f"{stem}.csv", folder / f"{stem}.md"
+        csv, md = table_files(name, folder)
         df.to_csv(csv, index=False)
         text = markdown_table(df) if len(df) <= MARKDOWN_ROWS else f"{len(df)} rows: too many to read; see {csv.name}."
         md.write_text(f"# {name}\n\n{text}\n", encoding="utf-8")

@@ -101,7 +101,7 @@ def test_self_reference_is_refused_clearly(tmp_path: Path) -> None:
     a = person_photos(1)[0]
     r = leam("explain", a, "--reference", a, "--out", tmp_path)
     assert r.returncode == 1
-    assert "reference" in r.stderr and "blank" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "given twice" in r.stderr and "own reference" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @needs_data

@@ -71,7 +71,7 @@ def test_protect_png_changes_only_the_mask_within_epsilon(tmp_path: Path, demo_p
         assert (diff[~mask] == 0).all()
         assert 0 < np.abs(diff[mask]).max() <= 8
         assert int(mask.sum()) == int(np.ceil(0.02 * (photo.box[2] - photo.box[0]) * (photo.box[3] - photo.box[1])))
-        mask_png = np.asarray(Image.open(tmp_path / "out" / "masks" / f"{path.stem}.png")) > 0
+        mask_png = np.asarray(Image.open(tmp_path / "out" / "masks" / f"{path.name}.png")) > 0
         np.testing.assert_array_equal(mask_png, mask)
     rows = result.rows
     assert set(rows["method"]) == {"none", "leam"} and rows["face_found"].all()
