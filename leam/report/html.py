@@ -54,6 +54,7 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
     tables = store.tables()
     if "images" not in tables:
         raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
+    timings = store.timings()  # the done markers, checked like the tables before anything is written
     summaries = summarise(tables)
     planned = [out, *(f for name in summaries for f in table_files(name, out.parent / "report_tables"))]
     claim_outputs(check_outputs(planned, run=run_dir))
@@ -62,7 +63,7 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
         parts = [
             _glance(summaries),
-            _setup(manifest, tables, summaries, store.timings()),
+            _setup(manifest, tables, summaries, timings),
             _similarity(tables, summaries),
             _occlusion(summaries),
             _transfer(summaries, manifest),

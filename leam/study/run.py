@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
@@ -24,15 +26,12 @@ from leam.parse import create_parser
 from leam.study.config import StudyConfig
 from leam.study.dataset import load_dataset, skipped_entries
 from leam.study.engines import check_engine, ray_units, resolve_device, unit_threads
+from leam.study.inputs import StudyInputs, identity_inputs, plain, reads, unit_name, upstream_inputs
 from leam.study.store import RunStore, unit_dir_name
 from leam.study.units import Unit, failure, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng
 
 _CACHE: dict = {}
 DATA_UNIT = unit_dir_name("data")  # the failures of the data folder itself (e.g. a symbolic link loop)
-
-
-def unit_name(unit: Unit) -> str:
-    return unit_dir_name(*unit.key)
 
 
 def plan(config: StudyConfig, identities: Iterable[str]) -> list[list[Unit]]:
@@ -73,14 +72,17 @@ def _execute(root: str, config_dict: dict, unit: Unit, device: str) -> Unit:
     rng = unit_rng(config, unit)
     wall, cpu = time.perf_counter(), time.process_time()
 
-    def timing() -> dict:  # recorded in the unit's done.json; the report sums them
-        return {"seconds": round(time.perf_counter() - wall, 3), "cpu_seconds": round(time.process_time() - cpu, 3)}
+    def info(inputs: dict) -> dict:  # recorded in the unit's done.json: what it read (a resume compares), its time
+        return {"unit": list(unit.key), "inputs": inputs, "seconds": round(time.perf_counter() - wall, 3),
+                "cpu_seconds": round(time.process_time() - cpu, 3)}
 
     if unit.kind == "identity":
-        photos = load_dataset_cached(config.data)[unit.identity]
+        photos = load_dataset_cached(config.data, _session(store))[unit.identity]
+        inputs = identity_inputs(photos)  # before the photos are read: a photo changed meanwhile is redone later
         tables, arrays = identity_unit(config, _model(unit.model, device), _parser(config.parser), photos, rng)
-        store.write_unit(unit_name(unit), tables, arrays, info=timing())
+        store.write_unit(unit_name(unit), tables, arrays, info=info(inputs))
     elif unit.kind == "transfer":
+        inputs = upstream_inputs(store, reads(config, unit))
         sources = {}
         for m in config.models:
             u = unit_name(Unit("identity", m, unit.identity))
@@ -90,9 +92,10 @@ def _execute(root: str, config_dict: dict, unit: Unit, device: str) -> Unit:
         own = store.unit_table(unit_name(Unit("identity", unit.model, unit.identity)), "occlusion")
         model = _model(unit.model, device)
         tables = transfer_unit(config, model, unit.identity, sources, own) if unit.model in sources else {}
-        store.write_unit(unit_name(unit), tables, info=timing())
+        store.write_unit(unit_name(unit), tables, info=info(inputs))
     else:
-        identities = load_dataset_cached(config.data)
+        identities = load_dataset_cached(config.data, _session(store))
+        inputs = upstream_inputs(store, reads(config, unit, identities))
         frames = []
         for identity in identities:
             u = unit_name(Unit("identity", unit.model, identity))
@@ -109,15 +112,25 @@ def _execute(root: str, config_dict: dict, unit: Unit, device: str) -> Unit:
 
         layers = model_layers(config, _model(unit.model, device))
         store.write_unit(unit_name(unit), pairs_unit(config, unit.model, layers, images, load_map, rng),
-                         info=timing())
+                         info=info(inputs))
     return unit
 
 
-def load_dataset_cached(data: str):
+def load_dataset_cached(data: str, session: str | None = None) -> dict:
+    """The data folder's photos, read once per session (``session``: its id in ``run.json``) in each
+    process, so that the units of a session all see the data as it was when the session began; without
+    ``session``, read afresh."""
     key = ("data", data)
-    if key not in _CACHE:
-        _CACHE[key] = load_dataset(data)
-    return _CACHE[key]
+    cached = _CACHE.get(key)
+    if session is None or cached is None or cached[0] != session:
+        cached = _CACHE[key] = (session, load_dataset(data))
+    return cached[1]
+
+
+def _session(store: RunStore) -> str | None:
+    """The id of the run's current session (the last in ``run.json``)."""
+    sessions = (store.read_manifest() or {}).get("sessions") or [{}]
+    return sessions[-1].get("id") if isinstance(sessions[-1], dict) else None
 
 
 def _init_worker(parent: int) -> None:
@@ -169,18 +182,24 @@ def run_study(
             }
             store.write_manifest(manifest)
         store.clean_temporaries()
-        if not store.is_done(DATA_UNIT):  # entries of the data folder left out, and why (per model, as failures)
-            skipped = [failure(m, entry, "", "data", reason) for m in config.models
-                       for entry, reason in skipped_entries(config.data).items()]
-            store.write_unit(DATA_UNIT, {"failures": pd.DataFrame(skipped)})
+        session = {"id": uuid.uuid4().hex, "started": _now(), "finished": None, "workers": workers,
+                   "engine": engine, "device": device}
+        _CACHE[("data", config.data)] = (session["id"], dataset)  # what this session's units read here
         phases = plan(config, dataset)
-        session = {"started": _now(), "finished": None, "workers": workers, "engine": engine, "device": device,
-                   "units_pending": sum(not store.is_done(unit_name(u)) for phase in phases for u in phase)}
+        inputs = StudyInputs(store, config, dataset)
+        removed = store.remove_units_except({DATA_UNIT, *(unit_name(u) for phase in phases for u in phase)})
+        changes = inputs.changes(removed)
+        changes.counts["entries left out"] += _update_data_unit(store, config)
+        pending = inputs.pending(phases)  # not done, damaged, done with other inputs, or reading one of those
+        session.update(units_pending=len(pending), data_changes=changes.record())
+        manifest.update(identities=len(dataset), photos=sum(len(v) for v in dataset.values()))
         manifest.setdefault("sessions", []).append(session)  # each invocation: when, where and how much
         store.write_manifest(manifest)
+        if progress and (line := changes.line(len(pending))):
+            tqdm.write(line, file=sys.stderr)
         started = time.perf_counter()
         for phase in phases:
-            pending = [u for u in phase if not store.is_done(unit_name(u))]
+            pending = [u for u in phase if not inputs.is_current(u)]  # after the phases before it are done
             if not pending:
                 continue
             label = {"identity": "identities × models", "transfer": "transfer", "pairs": "map pairs"}[phase[0].kind]
@@ -198,6 +217,18 @@ def run_study(
         session.update(finished=_now(), seconds=round(time.perf_counter() - started, 3))
         store.write_manifest(manifest)
         return tables
+
+
+def _update_data_unit(store: RunStore, config: StudyConfig) -> bool:
+    """(Re)write the data unit, the entries of the data folder left out and why (per model, as failures),
+    unless it holds them already; whether they changed since it was written."""
+    skipped = plain(skipped_entries(config.data))
+    marker = store.marker(DATA_UNIT)
+    if marker is not None and marker.get("inputs", skipped) == skipped:  # one done before leam recorded inputs: kept
+        return False
+    rows = [failure(m, entry, "", "data", reason) for m in config.models for entry, reason in skipped.items()]
+    store.write_unit(DATA_UNIT, {"failures": pd.DataFrame(rows)}, info={"unit": ["data"], "inputs": skipped})
+    return marker is not None
 
 
 def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int, engine: str = "local",

@@ -2,19 +2,25 @@
 
 Layout::
 
-    RUN/run.json                     config, leam version, model specs; written when the run starts
+    RUN/run.json                     config, leam version, model specs, sessions; written when the run starts
+    RUN/run.json.bak                 a copy of run.json, written after it: read when run.json is damaged
     RUN/.lock                        held (flock) by the one process working on the run
     RUN/parts/<unit>/<table>.parquet one file per table per unit of work
     RUN/parts/<unit>/maps.npz        the unit's maps and chips (compressed)
     RUN/parts/<unit>/done.json       written last: the unit is complete
     RUN/tables/<table>.parquet       all done units' rows, in a fixed order (``consolidate``)
+    RUN/tables/checksums.json        the tables' sizes and SHA-256, written before they are put in place
 
 Every file is written to a temporary file and renamed into place, so a reader sees a whole file or
 none. A unit killed half-way has no ``done.json`` and is redone from scratch; ``done.json`` lists the
-unit's files with their sizes, so a unit whose file was later truncated or lost (a copy cut short, a
-disk error) is redone too; a temporary file left by a kill is never read and is removed on resume.
-A write that fails (disk full, file-size limit) raises ``RunWriteError``: one line, and the run
-resumes where it stopped once there is room.
+unit's files with their sizes and SHA-256, so a unit whose file was later cut short, lost or damaged
+(a copy cut short, a disk error, flipped bytes) is redone too; a temporary file left by a kill is never
+read and is removed on resume. ``done.json``, ``run.json`` and ``checksums.json`` carry a checksum of
+their own content (``sealed``): a damaged marker makes its unit redone, a damaged ``run.json`` is read
+from its copy, and damaged tables are refused by their readers, naming the file, until ``leam study``
+rebuilds them. Files written before leam kept checksums (a ``done.json`` with sizes only, a run without
+``checksums.json``) are checked as before: by size. A write that fails (disk full, file-size limit)
+raises ``RunWriteError``: one line, and the run resumes where it stopped once there is room.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,8 +43,19 @@ import numpy as np
 import pandas as pd
 
 from leam.errors import LeamError
+from leam.study.checksums import read_sealed, read_sealed_bytes, sealed, sha256_bytes, sha256_file
 
 TABLES = ("images", "regions", "occlusion", "transfer", "pairs", "failures")
+PART_FILES = frozenset({*(f"{t}.parquet" for t in TABLES), "maps.npz"})  # the files a unit (or tables/) holds
+CHECKSUMS = "checksums.json"
+BACKUP = "run.json.bak"
+LEGACY = "legacy:"  # prefix of the digest of a done marker written before leam sealed them
+LEGACY_DONE_KEYS = frozenset({"files", "seconds", "cpu_seconds"})
+LEGACY_RUN_KEYS = frozenset({"kind", "config", "leam_version", "models", "identities", "photos", "sessions",
+                             "finished", "counts"})
+REDO = "run `leam study` with the run's options again: it redoes the damaged unit"
+REBUILD = ("run `leam study` with the run's options again: it rebuilds the tables from the parts (and redoes any "
+           "damaged part)")
 
 
 class RunLockedError(LeamError):
@@ -53,28 +73,38 @@ def unit_dir_name(*parts: str) -> str:
     return f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place; an ``OSError`` (disk
-    full, file too large, ...) becomes a ``RunWriteError`` naming the file, with nothing left behind."""
-    tmp = None
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """``data`` in a new, fsync'd temporary file beside ``path`` (to be renamed onto it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users of the run
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _write_error(path: Path, exc: OSError) -> RunWriteError:
+    return RunWriteError(f"cannot write {path} ({exc.strerror or exc}); make room (disk space, file-size "
+                         "limit) and run the same command again: the run resumes where it stopped")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place; an ``OSError`` (disk
+    full, file too large, ...) becomes a ``RunWriteError`` naming the file, with nothing left behind."""
+    tmp = None
+    try:
+        tmp = _write_temporary(path, data)
         os.replace(tmp, path)
     except OSError as exc:
         if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise RunWriteError(f"cannot write {path} ({exc.strerror or exc}); make room (disk space, file-size "
-                            "limit) and run the same command again: the run resumes where it stopped") from None
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+            tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
@@ -86,6 +116,7 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
 class RunStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._digests: dict[tuple, str] = {}  # (path, inode, size, mtime) -> SHA-256: each file hashed once
 
     @property
     def manifest_path(self) -> Path:
@@ -112,38 +143,93 @@ class RunStore:
             os.close(fd)  # closing releases the lock
 
     def read_manifest(self) -> dict | None:
-        if not self.manifest_path.is_file():
+        """``run.json`` (without its checksum), or its copy ``run.json.bak`` when run.json is damaged; None
+        when the folder holds no run.json. A run.json and copy both damaged, or another program's
+        run.json, raise ``LeamError`` naming the file."""
+        path = self.manifest_path
+        if not path.is_file():
             return None
+        for candidate in (path, self.root / BACKUP):
+            manifest = read_sealed(candidate, LEGACY_RUN_KEYS)
+            if manifest is not None and isinstance(manifest.get("config"), dict):
+                manifest.pop("checksum", None)
+                return manifest
         try:
-            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            found = json.loads(path.read_bytes())
         except (ValueError, OSError) as exc:
-            raise LeamError(f"{self.manifest_path}: unreadable ({exc}); it is not a run of leam's, or was "
-                            "damaged outside leam: use another --out folder") from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
-            raise LeamError(f"{self.manifest_path}: not the run.json of a leam study; use another --out folder")
-        return manifest
+            raise LeamError(f"{path}: unreadable ({_one_line(exc)}); it is not a run of leam's, or was damaged outside "
+                            "leam: use another --out folder") from None
+        if isinstance(found, dict) and "checksum" in found:
+            raise LeamError(f"{path} is damaged (its checksum does not match its content), and {BACKUP} beside "
+                            "it holds no whole copy; the run's settings are lost: use another --out folder")
+        raise LeamError(f"{path}: not the run.json of a leam study; use another --out folder")
 
     def write_manifest(self, manifest: dict) -> None:
-        atomic_write(self.manifest_path, json.dumps(manifest, indent=2, default=str).encode())
+        """Write ``run.json`` sealed with its checksum, then its copy."""
+        data = sealed(manifest, indent=2)
+        atomic_write(self.manifest_path, data)
+        atomic_write(self.root / BACKUP, data)
 
     def unit_dir(self, unit: str) -> Path:
         return self.root / "parts" / unit
 
-    def is_done(self, unit: str) -> bool:
-        """Whether the unit's ``done.json`` is there and every file it lists has the size it was written
-        with (a unit done before sizes were recorded counts as done)."""
-        d = self.unit_dir(unit)
-        try:
-            done = json.loads((d / "done.json").read_bytes())
-            files = done.get("files", {})
-            return all((d / name).stat().st_size == size for name, size in files.items())
-        except (OSError, ValueError, AttributeError):  # missing, truncated or not a marker of ours
+    def _intact(self, folder: Path, name: str, size: int, digest: str | None) -> bool:
+        """Whether ``folder/name`` is one of the known part files and has ``size`` and (when recorded)
+        SHA-256 ``digest``."""
+        if name not in PART_FILES:
             return False
+        path = folder / name
+        try:
+            st = path.stat()
+            if st.st_size != size:
+                return False
+            if digest is None:
+                return True
+            key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if key not in self._digests:
+                self._digests[key] = sha256_file(path)
+        except OSError:
+            return False
+        return self._digests[key] == digest
+
+    def _listed(self, folder: Path, listing: dict, name: str) -> bool:
+        files, sums = listing.get("files"), listing.get("sha256", {})
+        if not isinstance(files, dict) or not isinstance(sums, dict):
+            return False
+        return self._intact(folder, name, files.get(name, -1), sums.get(name))
+
+    def marker(self, unit: str) -> dict | None:
+        """The unit's ``done.json`` when the unit is complete and intact: the marker is whole and every file
+        it lists has the size and SHA-256 it was written with (a unit done before leam recorded checksums:
+        the size); None otherwise, and the unit is redone."""
+        d = self.unit_dir(unit)
+        done = read_sealed(d / "done.json", LEGACY_DONE_KEYS)
+        if done is None or not isinstance(done.get("files"), dict):
+            return None
+        return done if all(self._listed(d, done, name) for name in done["files"]) else None
+
+    def is_done(self, unit: str) -> bool:
+        return self.marker(unit) is not None
+
+    def marker_digest(self, unit: str) -> str | None:
+        """What identifies the unit's ``done.json`` as written (its checksum; for a marker written before
+        leam sealed them, ``legacy:`` and the SHA-256 of its bytes); None when there is no whole one. A
+        unit that read this unit records it, so it is redone once this unit is."""
+        path = self.unit_dir(unit) / "done.json"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        done = read_sealed_bytes(data, LEGACY_DONE_KEYS)
+        if done is None:
+            return None
+        return done.get("checksum") or LEGACY + sha256_bytes(data)
 
     def write_unit(self, unit: str, tables: dict[str, pd.DataFrame], arrays: dict[str, np.ndarray] | None = None,
                    info: dict | None = None) -> None:
-        """Write a unit's tables (and arrays), then its ``done.json`` marker listing them with their sizes;
-        files of an earlier, unfinished attempt are removed first."""
+        """Write a unit's tables (and arrays), then its ``done.json`` marker listing them with their sizes
+        and SHA-256 (with ``info``, e.g. the unit's inputs and time); files of an earlier, unfinished attempt
+        are removed first."""
         d = self.unit_dir(unit)
         (d / "done.json").unlink(missing_ok=True)
         if d.is_dir():
@@ -161,29 +247,75 @@ class RunStore:
             files["maps.npz"] = buf.getvalue()
         for name, data in files.items():
             atomic_write(d / name, data)
-        done = {**(info or {}), "files": {name: len(data) for name, data in files.items()}}
-        atomic_write(d / "done.json", json.dumps(done, default=str).encode())
+        done = {**(info or {}), "files": {name: len(data) for name, data in files.items()},
+                "sha256": {name: sha256_bytes(data) for name, data in files.items()}}
+        atomic_write(d / "done.json", sealed(done))
+
+    def remove_units_except(self, keep: set[str]) -> list[dict]:
+        """Remove the unit folders not in ``keep`` (units of identities no longer in the data); returns
+        their whole done markers (``{}`` for a folder without one)."""
+        removed = []
+        parts = self.root / "parts"
+        for d in sorted(parts.iterdir()) if parts.is_dir() else []:
+            if d.name in keep:
+                continue
+            removed.append(read_sealed(d / "done.json", LEGACY_DONE_KEYS) or {})
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d)
+            else:
+                d.unlink()
+        return removed
 
     def timings(self) -> pd.DataFrame:
         """Per done unit: its kind ("identity", "transfer", "pairs", ...), wall ``seconds`` and
-        ``cpu_seconds`` as recorded in its ``done.json`` (NaN for units done before leam recorded them)."""
+        ``cpu_seconds`` as recorded in its ``done.json`` (NaN for units done before leam recorded them).
+        A damaged ``done.json`` raises ``LeamError`` naming it."""
         rows = []
-        for d in sorted((self.root / "parts").glob("*/done.json")):
-            try:
-                done = json.loads(d.read_bytes())
-            except (OSError, ValueError):
-                continue
-            rows.append({"unit": d.parent.name, "kind": d.parent.name.split("__")[0].split("-")[0],
+        for path in sorted((self.root / "parts").glob("*/done.json")):
+            done = read_sealed(path, LEGACY_DONE_KEYS)
+            if done is None:
+                raise LeamError(f"{path} is damaged; {REDO}")
+            rows.append({"unit": path.parent.name, "kind": path.parent.name.split("__")[0].split("-")[0],
                          "seconds": done.get("seconds", np.nan), "cpu_seconds": done.get("cpu_seconds", np.nan)})
         return pd.DataFrame(rows, columns=["unit", "kind", "seconds", "cpu_seconds"])
 
+    def part(self, unit: str, name: str) -> Path | None:
+        """The path of the unit's file ``name`` once checked against the unit's ``done.json``; None when the
+        unit has no such file. A damaged file or marker raises ``LeamError`` naming it."""
+        d = self.unit_dir(unit)
+        path = d / name
+        if not path.is_file():
+            return None
+        done = read_sealed(d / "done.json", LEGACY_DONE_KEYS)
+        if done is None:
+            raise LeamError(f"{d / 'done.json'} is damaged or missing: the unit is not complete; {REDO}")
+        if not self._listed(d, done, name):
+            raise LeamError(f"{path} is damaged (its size or SHA-256 is not the one in done.json); {REDO}")
+        return path
+
     def unit_table(self, unit: str, name: str) -> pd.DataFrame | None:
-        path = self.unit_dir(unit) / f"{name}.parquet"
-        return pd.read_parquet(path) if path.is_file() else None
+        path = self.part(unit, f"{name}.parquet")
+        if path is None:
+            return None
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as exc:  # a unit done before leam kept checksums; ArrowInvalid is a ValueError
+            raise _unreadable_part(path, exc) from None
 
     def unit_arrays(self, unit: str) -> np.lib.npyio.NpzFile | None:
-        path = self.unit_dir(unit) / "maps.npz"
-        return np.load(path) if path.is_file() else None
+        """The unit's ``maps.npz`` (opened lazily), checked against its ``done.json``."""
+        path = self.part(unit, "maps.npz")
+        if path is None:
+            return None
+        try:
+            arrays = np.load(path)
+            if "sha256" not in (read_sealed(path.parent / "done.json", LEGACY_DONE_KEYS) or {}):
+                bad = arrays.zip.testzip()  # no checksum recorded: at least the zip's own CRCs
+                if bad:
+                    raise ValueError(f"{bad} fails its CRC")
+            return arrays
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise _unreadable_part(path, exc) from None
 
     def clean_temporaries(self) -> int:
         """Remove temporary files left by a killed process; returns how many."""
@@ -194,26 +326,67 @@ class RunStore:
         return n
 
     def consolidate(self, units: list[str]) -> dict[str, pd.DataFrame]:
-        """Concatenate the done units' tables in the given (planned) order into ``tables/``."""
-        out = {}
+        """Concatenate the done units' tables in the given (planned) order into ``tables/``: each table is
+        written to a temporary file, then ``checksums.json`` with their sizes and SHA-256, then the tables
+        are renamed into place (so that tables of two consolidations never pass as one); returns the tables
+        as a reader of the run sees them (``tables``)."""
+        folder = self.root / "tables"
         done = [u for u in units if self.is_done(u)]
-        for name in TABLES:
-            frames = [t for u in done if (t := self.unit_table(u, name)) is not None]
-            frames = [f for f in frames if len(f)]
-            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            path = self.root / "tables" / f"{name}.parquet"
-            atomic_write(path, parquet_bytes(df))
-            out[name] = pd.read_parquet(path)  # exactly what a reader of the run will see
-        return out
+        staged: dict[Path, Path] = {}
+        sizes, sums = {}, {}
+        try:
+            for name in TABLES:
+                frames = [t for u in done if (t := self.unit_table(u, name)) is not None]
+                frames = [f for f in frames if len(f)]
+                data = parquet_bytes(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+                path = folder / f"{name}.parquet"
+                try:
+                    staged[path] = _write_temporary(path, data)
+                except OSError as exc:
+                    raise _write_error(path, exc) from None
+                sizes[path.name], sums[path.name] = len(data), sha256_bytes(data)
+            atomic_write(folder / CHECKSUMS, sealed({"files": sizes, "sha256": sums}, indent=1))
+            for path, tmp in list(staged.items()):
+                try:
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    raise _write_error(path, exc) from None
+                del staged[path]
+        finally:
+            for tmp in staged.values():
+                tmp.unlink(missing_ok=True)
+        return self.tables()
 
     def tables(self) -> dict[str, pd.DataFrame]:
+        """The consolidated tables, each checked against ``tables/checksums.json``; a damaged (or missing)
+        table raises ``LeamError`` naming the file and how to rebuild it."""
+        folder = self.root / "tables"
+        listing = None
+        if (folder / CHECKSUMS).exists():
+            listing = read_sealed(folder / CHECKSUMS, frozenset())
+            if listing is None or not isinstance(listing.get("files"), dict):
+                raise LeamError(f"{folder / CHECKSUMS} is damaged; {REBUILD}")
         out = {}
         for name in TABLES:
-            path = self.root / "tables" / f"{name}.parquet"
-            if path.is_file():
-                try:
-                    out[name] = pd.read_parquet(path)
-                except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-                    raise LeamError(f"{path} is damaged ({exc}); run `leam study` with the run's options again: "
-                                    "it rebuilds the tables from the parts") from None
+            path = folder / f"{name}.parquet"
+            if listing is not None and path.name in listing["files"]:
+                if not self._listed(folder, listing, path.name):
+                    why = f"damaged (its size or SHA-256 is not the one in {CHECKSUMS})" if path.exists() else "missing"
+                    raise LeamError(f"{path} is {why}; {REBUILD}")
+            elif not path.is_file():
+                continue
+            try:
+                out[name] = pd.read_parquet(path)
+            except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                raise LeamError(f"{path} is damaged ({_one_line(exc)}); {REBUILD}") from None
         return out
+
+
+def _unreadable_part(path: Path, exc: BaseException) -> LeamError:
+    return LeamError(f"{path} is damaged ({_one_line(exc)}); delete its folder {path.parent} and run `leam study` "
+                     "with the run's options again: it redoes the unit")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and message (libraries' messages may span lines)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
