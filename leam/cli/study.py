@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from leam.cli._common import workers_count
+import pandas as pd
+
+from leam.cli._common import non_negative_int, positive_int, workers_count
 from leam.errors import LeamError
 from leam.face.detect import FACE_CHOICES
 from leam.maps import AGGREGATIONS, DIRECTIONS
@@ -31,15 +37,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P")
     p.add_argument("--occlusion-percents", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",
                    help="black out the map's top-p %% pixels (and as many random ones) for these p")
-    p.add_argument("--occlusion-seeds", type=int, default=5, help="random masks per photo and p")
+    p.add_argument("--occlusion-seeds", type=positive_int, default=5, help="random masks per photo and p")
     p.add_argument("--occlusion-layers", nargs="+", default=["aggregate"], metavar="LAYER",
                    help="maps whose top pixels are occluded: layer names, 'aggregate' (default) or 'all'")
-    p.add_argument("--pairs", type=int, default=200, help="same-identity map pairs per model (and as many different)")
+    p.add_argument("--pairs", type=non_negative_int, default=200,
+                   help="same-identity map pairs per model (and as many different); 0: none")
     p.add_argument("--no-transfer", action="store_true", help="skip occluding each model with the others' maps")
     p.add_argument("--largest-face", action="store_true", help="with several faces in a photo, take the largest")
     p.add_argument("--face", choices=FACE_CHOICES, default=None,
                    help="of several faces: only (record a failure; default), largest, or central (LFW-style photos)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--workers", type=workers_count, default="auto", metavar="N|auto",
                    help="units run side by side in N processes, each on one core (default auto: one per core, "
                         "at most 8; each holds its own models)")
@@ -53,12 +60,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_layers(specs: list[str]) -> dict[str, tuple[str, ...]]:
+    """``["M=a,b", ...]`` → ``{"M": ("a", "b")}``; the names are checked by ``StudyConfig.check`` (none
+    empty) and against the model by ``run_study``."""
     out = {}
     for spec in specs:
         model, sep, names = spec.partition("=")
         if not sep or not names:
             raise LeamError(f"--layers expects MODEL=L1,L2,..., got {spec!r}")
-        out[model] = tuple(n for n in names.split(",") if n)
+        if model in out:
+            raise LeamError(f"--layers: {model} given twice; give each model's layers once, as {model}=L1,L2")
+        out[model] = tuple(names.split(","))
     return out
 
 
@@ -85,10 +96,53 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = study_config(args)
-    tables = run_study(config, args.out, workers=args.workers, engine=args.engine, address=args.address,
-                       device=args.device)
+    with first_interrupt_only():
+        tables = run_study(config, args.out, workers=args.workers, engine=args.engine, address=args.address,
+                           device=args.device)
     images = tables["images"]
     explained = int((images["role"] == "explained").sum()) if len(images) else 0
-    print(f"{explained} photo × model maps, {len(tables['failures'])} failures recorded; tables in "
+    print(f"{explained} photo × model maps, {failure_summary(tables['failures'])}; tables in "
           f"{Path(args.out) / 'tables'}/ (run `leam report {args.out}` for the report)")
     return 0
+
+
+def failure_summary(failures: pd.DataFrame, top: int = 3) -> str:
+    """How many failures, and the most common reasons with their counts: a problem that hits every photo
+    (a broken model or parser) shows at once."""
+    if not len(failures):
+        return "0 failures recorded"
+    counts = failures.groupby(["stage", "reason"], sort=True).size().sort_values(ascending=False, kind="stable")
+    common = "; ".join(f"{n} × {stage}: {_short(reason)}" for (stage, reason), n in counts.head(top).items())
+    rest = f"; {len(counts) - top} other reasons" if len(counts) > top else ""
+    return f"{len(failures)} failures recorded ({common}{rest})"
+
+
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@contextmanager
+def first_interrupt_only() -> Iterator[None]:
+    """Within the block the first Ctrl-C (SIGINT) or SIGTERM raises ``KeyboardInterrupt`` and every later
+    one is ignored: stopping (cancelling units, ending the workers) then runs to its end and the command
+    exits with one line (status 130), however often it is signalled. The handlers are restored after a
+    block that was not interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stops = (signal.SIGINT, signal.SIGTERM)
+    hit = []
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        hit.append(True)
+        for s in stops:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupted) for s in stops}
+    try:
+        yield
+    finally:
+        if not hit:  # after a signal the command is ending: later ones stay ignored
+            for s, handler in previous.items():
+                signal.signal(s, handler)

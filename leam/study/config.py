@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 
+from leam.errors import LeamError
 from leam.face.detect import FACE_CHOICES
-from leam.metrics.regions import DEFAULT_THRESHOLDS
+from leam.maps import AGGREGATIONS, DIRECTIONS
+from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
 from leam.metrics.similarity import EMD_GRID
 
 REFERENCES = ("baseline", "mean")
+# The `leam study` option (or argument) that sets each setting; the others are set from Python only.
+OPTIONS = {
+    "data": "DATA", "models": "--models", "layers": "--layers", "reference": "--reference",
+    "direction": "--direction", "aggregation": "--aggregate", "parser": "--parser", "thresholds": "--thresholds",
+    "occlusion_percents": "--occlusion-percents", "occlusion_seeds": "--occlusion-seeds",
+    "occlusion_layers": "--occlusion-layers", "pairs": "--pairs", "transfer": "--no-transfer", "face": "--face",
+    "seed": "--seed",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,34 @@ class StudyConfig:
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "occlusion_layers", tuple(self.occlusion_layers))
 
+    def check(self) -> None:
+        """Refuse (``LeamError``, naming the option) settings that cannot make a study: values out of range,
+        names given twice, layers of a model not studied. Needs no model; ``run_study`` checks the rest
+        (models, their weights and layers, the parser) before it writes anything."""
+        _one_of(self.reference, REFERENCES, "reference")
+        _one_of(self.face, FACE_CHOICES, "face")
+        _one_of(self.direction, DIRECTIONS, "direction")
+        _one_of(self.aggregation, AGGREGATIONS, "aggregation")
+        _once(self.models, "models")
+        for model, names in self.layers.items():
+            if model not in self.models:
+                raise LeamError(f"--layers {model}=...: {model} is not among --models {' '.join(self.models)}; "
+                                "give layers only for the models studied")
+            if not names or not all(names):
+                raise LeamError(f"--layers {model}={','.join(names)}: expected one or more layer names, "
+                                f"e.g. {model}=L1,L2 (`leam layers --model {model}` lists them)")
+            _once(names, "layers", f" for {model}")
+        check_thresholds(self.thresholds, OPTIONS["thresholds"])
+        check_thresholds(self.occlusion_percents, OPTIONS["occlusion_percents"])
+        check_thresholds([p for p in self.pair_thresholds if p is not None], "pair_thresholds")
+        if not self.occlusion_layers:
+            raise LeamError("--occlusion-layers: expected one or more layer names, 'aggregate' or 'all'")
+        _once(self.occlusion_layers, "occlusion_layers")
+        _at_least(self.occlusion_seeds, 1, "occlusion_seeds")
+        _at_least(self.pairs, 0, "pairs")
+        _at_least(self.emd_grid, 2, "emd_grid")
+        _at_least(self.seed, 0, "seed")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"] = {k: list(v) for k, v in self.layers.items()}
@@ -66,3 +105,55 @@ class StudyConfig:
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def _option(key: str) -> str:
+    return OPTIONS.get(key, key)
+
+
+def _one_of(value: str, choices: tuple[str, ...], key: str) -> None:
+    if value not in choices:
+        raise LeamError(f"{_option(key)}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _once(names: tuple[str, ...], key: str, where: str = "") -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise LeamError(f"{_option(key)}: {', '.join(twice)} given twice{where}; give each once")
+
+
+def _at_least(value: int, low: int, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise LeamError(f"{_option(key)}: expected a whole number ≥ {low}, got {value!r}")
+
+
+def differences(stored: dict, wanted: dict) -> list[str]:
+    """What differs between two settings as ``to_dict`` gives them, spelled as ``leam study`` takes them:
+    ``["--pairs 200, not 100"]`` (``stored``'s value first).
+
+    >>> differences({"pairs": 200, "seed": 0}, {"pairs": 100, "seed": 0})
+    ['--pairs 200, not 100']
+    """
+    out = []
+    for key in dict.fromkeys([*stored, *wanted]):
+        was, now = stored.get(key), wanted.get(key)
+        if was == now:
+            continue
+        if key == "transfer":
+            out.append("--no-transfer, not without it" if was is False else "without --no-transfer, not with it")
+        else:
+            out.append(f"{_option(key)} {_spelled(was)}, not {_spelled(now)}")
+    return out
+
+
+def _spelled(value) -> str:
+    """A setting's value as it is typed: lists space-separated, layers as MODEL=L1,L2, numbers short."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={','.join(v)}" for k, v in value.items()) or "(each model's default)"
+    if isinstance(value, (list, tuple)):
+        return " ".join(_spelled(v) if v is not None else "full" for v in value) or "(none)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from leam.errors import LeamError
 
 ENGINES = ("local", "ray")
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'leam[ray]' (or pip install ray)"
+RAY_CLIENT_MISSING = "a ray:// address needs the Ray Client, which is not installed: pip install 'ray[client]'"
+RAY_CONNECT_SECONDS = 30  # joining a cluster (--address) gives up after this long
 UNIT_THREADS = 1
 
 
@@ -58,7 +62,8 @@ def default_workers() -> int:
 
 
 def check_engine(engine: str, address: str | None = None) -> None:
-    """Refuse an unknown engine, an address without Ray, and Ray when it is not installed."""
+    """Refuse an unknown engine, an address without Ray, and Ray (or, for a ``ray://`` address, the Ray
+    Client) when it is not installed."""
     if engine not in ENGINES:
         raise LeamError(f"expected engine in {ENGINES}, got {engine!r}")
     if address is not None and engine != "ray":
@@ -68,6 +73,11 @@ def check_engine(engine: str, address: str | None = None) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise LeamError(RAY_MISSING) from None
+    if address is not None and address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  (what Ray's own check for its client imports)
+        except ImportError:
+            raise LeamError(f"--address {address}: {RAY_CLIENT_MISSING}") from None
 
 
 def resolve_device(name: str) -> str:
@@ -98,6 +108,71 @@ def resolve_device(name: str) -> str:
 
 # -------------------------------------------------------------------------------------------- Ray
 
+def start_ray(address: str | None = None, timeout: float = RAY_CONNECT_SECONDS) -> None:
+    """Start Ray here (no ``address``) or join the cluster at ``address``, once per process.
+
+    Ray itself waits for an unreachable cluster for minutes without a word; here an address where
+    nothing answers is refused at once, and a cluster that does not answer within ``timeout`` seconds is
+    given up with one line. A ``ray://`` address without the Ray Client says what to install."""
+    check_engine("ray", address)
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address is None:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING",
+                 object_store_memory=256 * 2**20)
+        return
+    _probe(address, timeout)
+    outcome: dict[str, BaseException | None] = {}
+
+    def join() -> None:
+        try:
+            ray.init(address=address, logging_level="WARNING")
+            outcome["error"] = None
+        except Exception as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=join, name="leam-ray-init", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "error" not in outcome:
+        raise LeamError(f"--address {address}: no Ray cluster answered within {timeout:g} s; check the address "
+                        "(`ray status` on the cluster's head node shows it) and that this machine can reach it")
+    error = outcome["error"]
+    if error is None:
+        return
+    if "ray[client]" in str(error):
+        raise LeamError(f"--address {address}: {RAY_CLIENT_MISSING}") from None
+    if isinstance(error, (ConnectionError, TimeoutError, ValueError, RuntimeError)):
+        raise LeamError(f"--address {address}: cannot join the Ray cluster ({type(error).__name__}: "
+                        f"{' '.join(str(error).split())})") from None
+    raise error
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Refuse at once a ``HOST:PORT`` (or ``ray://HOST:PORT``) where nothing accepts a connection; other
+    addresses (``auto``, no port) are left to Ray."""
+    rest = address.removeprefix("ray://")
+    if rest == "auto" or ":" not in rest:
+        return
+    try:
+        where = urlsplit(f"//{rest}")
+        host, port = where.hostname, where.port
+    except ValueError:
+        raise LeamError(f"--address {address}: expected HOST:PORT (or ray://HOST:PORT, or auto)") from None
+    if not host or port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except TimeoutError:
+        raise LeamError(f"--address {address}: no answer from {host}:{port} within {timeout:g} s; check the address "
+                        "and that this machine can reach it") from None
+    except OSError as exc:
+        raise LeamError(f"--address {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); start "
+                        "the cluster there (`ray start --head`) or give its address") from None
+
+
 def _ray_execute(root: str, config_dict: dict, unit, device: str):
     """One unit in a Ray worker (a module-level function, so Ray imports it by name on every node)."""
     from leam.study.run import execute
@@ -117,16 +192,10 @@ def ray_units(
     next phase; it stops with the process. Tasks still pending when this generator is closed (an
     error, Ctrl-C) are cancelled; a unit cut short leaves no done marker and is redone on resume.
     """
-    check_engine("ray", address)
     import ray
 
     workers = max(1, workers)
-    if not ray.is_initialized():
-        if address is None:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING",
-                     object_store_memory=256 * 2**20)
-        else:
-            ray.init(address=address, logging_level="WARNING")
+    start_ray(address)
     # Each task computes on one thread (``unit_threads``). On this machine's instance a task asks for
     # cores / workers cores, so that ``workers`` tasks run at once; on a cluster (address), one core each.
     node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)

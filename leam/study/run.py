@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -20,15 +23,25 @@ import pandas as pd
 from tqdm import tqdm
 
 from leam import __version__
-from leam.errors import LeamError
-from leam.models import create_model, model_spec
-from leam.parse import create_parser
-from leam.study.config import StudyConfig
+from leam.errors import LayerError, LeamError, ModelError
+from leam.maps.hooks import resolve_layers
+from leam.models import create_model, default_weights_path, model_spec
+from leam.parse import create_parser, list_parsers
+from leam.study.config import StudyConfig, differences
 from leam.study.dataset import load_dataset, skipped_entries
-from leam.study.engines import check_engine, ray_units, resolve_device, unit_threads
+from leam.study.engines import check_engine, ray_units, resolve_device, start_ray, unit_threads
 from leam.study.inputs import StudyInputs, identity_inputs, plain, reads, unit_name, upstream_inputs
 from leam.study.store import RunStore, unit_dir_name
-from leam.study.units import Unit, failure, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng
+from leam.study.units import (
+    Unit,
+    failure,
+    identity_unit,
+    model_layers,
+    occlusion_layers,
+    pairs_unit,
+    transfer_unit,
+    unit_rng,
+)
 
 _CACHE: dict = {}
 DATA_UNIT = unit_dir_name("data")  # the failures of the data folder itself (e.g. a symbolic link loop)
@@ -134,6 +147,11 @@ def _session(store: RunStore) -> str | None:
 
 
 def _init_worker(parent: int) -> None:
+    """A worker ignores SIGINT (a Ctrl-C reaches the whole process group: the study's process stops the
+    workers itself, and a worker interrupted on its own would print a traceback and go on); it starts with
+    SIGINT blocked (``_sigint_blocked``), so one sent while it starts is dropped here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
 
 
@@ -156,21 +174,22 @@ def run_study(
     device: str = "cpu",
 ) -> dict[str, pd.DataFrame]:
     """Run (or resume) the study into ``out``; returns the consolidated tables. ``engine``, ``address``
-    and ``device``: where units run (``leam.study.engines``); the run folder is the same for all."""
+    and ``device``: where units run (``leam.study.engines``); the run folder is the same for all.
+
+    Everything is checked before anything is written (``check_study``, the data folder, the engine, and
+    that ``out`` holds no other run), so a mistake costs one line and leaves no run behind."""
     check_engine(engine, address)
     device = resolve_device(device)
+    check_study(config)
+    wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
     store = RunStore(out)
+    check_resume(out, store.read_manifest(), wanted)
+    load_dataset_cached(config.data)
+    if engine == "ray":
+        start_ray(address)
     with store.lock():
         manifest = store.read_manifest()
-        wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
-        stored = manifest and json.loads(json.dumps(StudyConfig.from_dict(manifest["config"]).to_dict()))
-        if manifest is not None and stored != wanted:  # compared with defaults filled in for older runs
-            raise LeamError(
-                f"{out} holds a run with a different configuration; use another --out folder "
-                "(or the same options to resume it)"
-            )
-        for name in config.models:
-            model_spec(name)  # unknown names fail before any work
+        check_resume(out, manifest, wanted)
         dataset = load_dataset_cached(config.data)
         if manifest is None:
             manifest = {
@@ -231,6 +250,55 @@ def _update_data_unit(store: RunStore, config: StudyConfig) -> bool:
     return marker is not None
 
 
+def check_study(config: StudyConfig) -> None:
+    """Refuse, before anything is written, a study that would fail in its units: the settings
+    (``StudyConfig.check``), models that are unknown, lack installed weights or do not load (each is
+    loaded once, and kept for the units of this process), layers a model does not have, occlusion layers
+    outside the model's layers, an EMD grid finer than a model's chip, and a parser that cannot be made."""
+    config.check()
+    for name in config.models:
+        model_spec(name)  # an unknown name: ModelError listing the registered ones
+        if default_weights_path(name) is None:
+            raise ModelError(f"--models {name}: its weights are not installed, and a study uses installed weights "
+                             "only; study the models `leam models` shows with their weights found")
+        model = _model(name)
+        if name in config.layers:
+            try:
+                resolve_layers(model.net, config.layers[name])
+            except LayerError as exc:
+                unknown = str(exc).split(";")[0]
+                raise LayerError(f"--layers {name}={','.join(config.layers[name])}: {unknown}; `leam layers "
+                                 f"--model {name}` lists the layers it can explain") from None
+        occlusion_layers(config, model_layers(config, model))
+        if config.emd_grid > min(model.spec.input_size):
+            raise LeamError(f"emd_grid: expected at most {min(model.spec.input_size)} (the side of {name}'s chip), "
+                            f"got {config.emd_grid}")
+    if config.parser not in list_parsers():
+        raise LeamError(f"--parser: unknown parser {config.parser!r}; registered parsers: "
+                        f"{', '.join(list_parsers())}")
+    try:
+        _parser(config.parser)
+    except LeamError as exc:  # e.g. one that needs a weight file: a study takes none
+        raise LeamError(f"--parser {config.parser}: {exc}") from None
+
+
+def check_resume(out: str | Path, manifest: dict | None, wanted: dict) -> None:
+    """Refuse to add to ``out`` when it holds another kind of leam run, or a study with other settings
+    (naming each option that differs); ``wanted`` is the config as stored."""
+    if manifest is None:
+        return
+    kind = manifest.get("kind", "study")
+    if kind != "study":
+        raise LeamError(f"{out} holds a `leam {kind}` run, not a study; use another --out folder")
+    try:  # compared with defaults filled in for older runs
+        stored = json.loads(json.dumps(StudyConfig.from_dict(manifest["config"]).to_dict()))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise LeamError(f"{out}/run.json: not the run.json of a leam study; use another --out folder") from None
+    if stored != wanted:
+        raise LeamError(f"{out} holds a run with a different configuration ({'; '.join(differences(stored, wanted))}); "
+                        "use the same options to resume it, or another --out folder")
+
+
 def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int, engine: str = "local",
                address: str | None = None, device: str = "cpu") -> Iterable[Unit]:
     if engine == "ray":
@@ -240,11 +308,55 @@ def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int, en
         for unit in units:
             yield execute(root, config_dict, unit, device)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(execute, root, config_dict, u, device) for u in units]
+    yield from _pool_units(root, config_dict, units, workers, device)
+
+
+def _pool_units(root: str, config_dict: dict, units: list[Unit], workers: int, device: str) -> Iterator[Unit]:
+    """``units`` in ``workers`` spawned processes, each yielded once done. On anything that ends this early (a
+    Ctrl-C, a unit's error, the caller closing the generator) the queued units are cancelled and the workers
+    terminated at once: a unit cut short leaves no done marker and is redone on resume."""
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
+    finished = False
+    try:
+        with _sigint_blocked():  # the workers start with it blocked (they spawn as the first units are submitted)
+            futures = {pool.submit(execute, root, config_dict, u, device): u for u in units}
         for f in as_completed(futures):
-            yield f.result()
+            try:
+                yield f.result()
+            except BrokenProcessPool:
+                raise LeamError(f"a worker process died while doing the unit {unit_name(futures[f])} (killed, e.g. by "
+                                "the system when memory ran out); run the same command again to resume it (fewer "
+                                "--workers need less memory)") from None
+        finished = True
+    finally:
+        if not finished:
+            _terminate_workers(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread within the block (a Ctrl-C then is delivered after it), so that the
+    processes started in it begin with SIGINT blocked (``_init_worker``)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the pool's queued work and end its worker processes now (SIGTERM, then SIGKILL after 5 s)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # Python < 3.14: no public way
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def _now() -> str:

@@ -1,11 +1,15 @@
 """A study under fire: SIGKILLed at 20 random points and resumed each time, it ends with exactly the
 tables of an uninterrupted run; a second process on the run is refused; half-written and stray files
 are repaired; a full disk (a file-size limit) stops it with one line and it resumes to the same tables;
-worker processes do not outlive a killed study."""
+worker processes do not outlive a killed study; Ctrl-C (once or again and again) and SIGTERM stop a
+study with workers at once, with one line, and it resumes to the same tables."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -221,6 +225,80 @@ def test_workers_end_with_a_killed_study(data, reference, tmp_path) -> None:
     log = tmp_path / "log.txt"
     assert run_leam(study(data, out), log) == 0, log.read_text()[-3000:]
     assert_same_tables(out, reference.tables)
+
+
+@pytest.mark.parametrize(("signal_name", "times", "group"),
+                         [("SIGINT", 1, False), ("SIGINT", 3, True), ("SIGTERM", 1, False)],
+                         ids=["kill-int", "ctrl-c-3-times", "kill-term"])
+def test_a_study_with_workers_stops_at_once_on_ctrl_c(data, slow_reference, tmp_path, signal_name, times,
+                                                      group) -> None:
+    """``--workers 2`` (``SLOW`` units, ~1 s each: a queue that would take seconds to finish) signalled
+    ``times`` times 50 ms apart once the first identity is done: to the study
+    only (``kill -INT PID``) or as a terminal's Ctrl-C does it (the study and its workers: the whole process
+    group). It exits 130 within a few seconds, its stderr holds one line besides the progress bars, the
+    units at work and queued are not done, and no process of it is left; the same command then resumes to
+    the uninterrupted run's tables."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "leam.cli.main", *study(data, out), *SLOW, "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while done_units(out) < 2 and proc.poll() is None and time.monotonic() < deadline:  # data unit + one
+            time.sleep(0.02)
+        family = descendants(proc.pid)
+        assert proc.poll() is None and len(family) >= 2, "the study ended before it could be interrupted"
+        signalled, signalled_at = time.monotonic(), time.time()
+        for _ in range(times):
+            (os.killpg if group else os.kill)(proc.pid, getattr(signal, signal_name))
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=30)
+        stopped_in = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert stopped_in < 5, stopped_in
+    assert "Traceback" not in err
+    assert [line for line in re.split(r"[\r\n]+", err) if line and not BAR.match(line)] == ["leam: interrupted"], err
+    deadline = time.monotonic() + 5
+    while (alive := [p for p in family if _state(p) not in ("Z", "X")]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"processes of the interrupted study still running: {alive}"
+    late = [p.parent.name for p in out.glob("parts/*/done.json") if p.stat().st_mtime > signalled_at + 0.5]
+    assert not late, f"units done after the study was told to stop: {late}"  # at work or queued: none went on
+    assert not json.loads((out / "run.json").read_text()).get("finished")
+    log = tmp_path / "log.txt"
+    assert run_leam([*study(data, out), *SLOW], log) == 0, log.read_text()[-3000:]
+    assert_same_tables(out, slow_reference)
+
+
+@pytest.fixture(scope="module")
+def slow_reference(data, tmp_path_factory) -> dict[str, pd.DataFrame]:
+    """The tables of the uninterrupted ``SLOW`` run."""
+    out = tmp_path_factory.mktemp("slow") / "run"
+    log = out.parent / "log.txt"
+    assert run_leam([*study(data, out), *SLOW], log) == 0, log.read_text()[-3000:]
+    return RunStore(out).tables()
+
+
+SLOW = ["--occlusion-seeds", "60"]  # the same study with units of ~1 s (more random masks)
+BAR = re.compile(r"(identities × models|transfer|map pairs): ")  # tqdm's progress bars
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (children, their children, ...)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = [int(c) for t in Path(f"/proc/{p}/task").iterdir()
+                        for c in (t / "children").read_text().split()]
+        except OSError:
+            continue
+        out += children
+        todo += children
+    return out
 
 
 def _state(pid: int) -> str:
