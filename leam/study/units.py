@@ -58,7 +58,8 @@ def occlusion_layers(config: StudyConfig, layers: list[str]) -> list[str]:
     names = [*layers, "aggregate"] if "all" in config.occlusion_layers else list(config.occlusion_layers)
     unknown = [n for n in names if n not in layers and n != "aggregate"]
     if unknown:
-        raise LeamError(f"occlusion layers {unknown} are not among the model's layers {layers} (or 'aggregate')")
+        raise LeamError(f"--occlusion-layers: {unknown} are not among the layers studied {layers} (give names of "
+                        "those, or 'aggregate', or 'all'; --layers MODEL=... sets the layers studied)")
     return names
 
 
@@ -66,24 +67,44 @@ def failure(model: str, identity: str, image: str, stage: str, reason: str) -> d
     return {"model": model, "identity": identity, "image": image, "stage": stage, "reason": reason}
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why: leam's own errors as they say it, others with their type (``MemoryError``,
+    ``ValueError: ...``) so that a library's error, or a bug that hits every photo, shows for what it is."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, LeamError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def identity_unit(
     config: StudyConfig, model: FaceModel, parser: FaceParser, photos: list[Photo], rng: np.random.Generator
 ) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
-    """All per-image results of one identity under one model."""
+    """All per-image results of one identity under one model.
+
+    Whatever goes wrong with one photo (leam's errors, a library's, running out of memory) is that photo's
+    failure row, with the stage ("face", "embed", "map", "parse", "regions", "occlusion") and the reason;
+    the other photos go on. A batch step that fails is redone photo by photo to find the photo."""
     name, identity = model.spec.name, photos[0].identity
     failures, usable = [], []
+
+    def fail(p: Photo, stage: str, exc: BaseException | str) -> None:
+        reason = exc if isinstance(exc, str) else failure_reason(exc)
+        failures.append(failure(name, identity, p.name, stage, reason))
+
     for p in photos:
         try:
             img = load_image(p.path)
             usable.append((p, img, align_photo(img, model.spec.template, p.name, config.face)))
-        except LeamError as exc:
-            failures.append(failure(name, identity, p.name, "face", str(exc)))
+        except Exception as exc:  # one photo's problem, whatever raised it
+            fail(p, "face", exc)
+    kept = _per_photo(lambda idx: list(model.embed(np.stack([usable[i][2].chip for i in idx]))),
+                      list(range(len(usable))), lambda i, exc: fail(usable[i][0], "embed", exc))
+    usable, emb = [usable[i] for i in kept], np.stack(list(kept.values())) if kept else None
     if len(usable) < 2:
         failures.append(failure(name, identity, "", "identity",
                                 f"{len(usable)} usable photo(s); at least 2 are needed for a reference"))
         return {"failures": pd.DataFrame(failures)}, {}
 
-    emb = model.embed(np.stack([f.chip for _, _, f in usable]))
     if config.reference == "baseline":
         targets = list(range(1, len(usable)))
         refs = {i: emb[0] for i in targets}
@@ -101,27 +122,38 @@ def identity_unit(
         p0, _, f0 = usable[0]
         image_rows.append(_image_row(name, p0, f0, "reference", p0.name, 1.0, 0.0, 0))
         arrays["0/chip"] = f0.chip
-    for start in range(0, len(targets), BATCH):
-        batch = targets[start : start + BATCH]
-        x = model.chips_to_tensor(np.stack([usable[i][2].chip for i in batch]))
-        ref = torch.as_tensor(np.stack([refs[i] for i in batch]), dtype=torch.float32)
+
+    def leam_maps(idx: list[int]) -> list[tuple[float, dict[str, np.ndarray], np.ndarray]]:
+        """(cosine, maps by layer, aggregate) of the photos ``idx``, in one batch."""
+        x = model.chips_to_tensor(np.stack([usable[i][2].chip for i in idx]))
+        ref = torch.as_tensor(np.stack([refs[i] for i in idx]), dtype=torch.float32)
         result = engine(x, ref, allow_self_reference=True)
         agg = result.aggregate(config.aggregation).cpu().numpy()
-        for j, i in enumerate(batch):
+        return [(float(result.cosine[j]), {layer: result.maps[layer][j].cpu().numpy() for layer in layers}, agg[j])
+                for j in range(len(idx))]
+
+    for start in range(0, len(targets), BATCH):
+        done = _per_photo(leam_maps, targets[start : start + BATCH], lambda i, exc: fail(usable[i][0], "map", exc))
+        for i, (cos, maps, agg) in done.items():
             p, img, face = usable[i]
-            cos = float(result.cosine[j])
             if cos >= SELF_REFERENCE_COS:
-                failures.append(failure(name, identity, p.name, "reference",
-                                        "the photo equals its reference (cosine 1): no gradient, no map"))
+                fail(p, "reference", "the photo equals its reference (cosine 1): no gradient, no map")
                 continue
-            maps = {layer: result.maps[layer][j].cpu().numpy() for layer in layers}
-            labels = parser.parse(img, face)
-            table = region_table({**maps, "aggregate": agg[j]}, labels, config.thresholds)
+            stage = "parse"
+            try:
+                labels = parser.parse(img, face)
+                stage = "regions"
+                table = region_table({**maps, "aggregate": agg}, labels, config.thresholds)
+                stage = "occlusion"
+                face_region = labels.labels != UNLABELLED
+                named = {layer: agg if layer == "aggregate" else maps[layer] for layer in occluded}
+                drops = occlusion_drops(model.embed, face.chip, refs[i], named, config.occlusion_percents,
+                                        config.occlusion_seeds, face_region if face_region.any() else None, rng)
+            except Exception as exc:  # this photo's statistics only
+                fail(p, stage, exc)
+                continue
             region_frames.append(table.assign(model=name, identity=identity, image=p.name))
-            face_region = labels.labels != UNLABELLED
-            named = {layer: agg[j] if layer == "aggregate" else maps[layer] for layer in occluded}
-            for row in occlusion_drops(model.embed, face.chip, refs[i], named, config.occlusion_percents,
-                                       config.occlusion_seeds, face_region if face_region.any() else None, rng):
+            for row in drops:
                 for layer in [row.pop("layer")] if "layer" in row else occluded:  # baselines: one copy per map
                     occlusion_rows.append({"model": name, "identity": identity, "image": p.name, "layer": layer,
                                            **row})
@@ -130,7 +162,7 @@ def identity_unit(
             arrays[f"{i}/chip"] = face.chip
             arrays[f"{i}/ref"] = refs[i].astype(np.float32)
             arrays[f"{i}/labels"] = labels.labels
-            arrays[f"{i}/aggregate"] = agg[j].astype(np.float16)
+            arrays[f"{i}/aggregate"] = agg.astype(np.float16)
             for layer, m in maps.items():
                 arrays[f"{i}/{layer}"] = m.astype(np.float16)
     tables = {
@@ -140,6 +172,23 @@ def identity_unit(
         "failures": pd.DataFrame(failures),
     }
     return tables, arrays
+
+
+def _per_photo(step, idx: list[int], fail) -> dict[int, object]:
+    """{i: result} of ``step(idx)`` (one result per index, in order) for the indices ``idx`` of photos;
+    when the batch raises, each photo is tried alone and ``fail(i, exc)`` records the ones that raise."""
+    if not idx:
+        return {}
+    try:
+        return dict(zip(idx, step(idx)))
+    except Exception as exc:  # a photo's, or every photo's: found out one by one
+        if len(idx) == 1:
+            fail(idx[0], exc)
+            return {}
+    out = {}
+    for i in idx:
+        out.update(_per_photo(step, [i], fail))
+    return out
 
 
 def _image_row(model: str, p: Photo, face, role: str, reference: str, cos: float, dist: float, index: int) -> dict:
@@ -166,30 +215,43 @@ def transfer_unit(
     own_images, own_arrays = sources[name]
     own = own_images[own_images["role"] == "explained"].set_index("image")
     moved: dict[str, dict[str, np.ndarray]] = {}  # image -> source -> map in the target's frame
+    failures: dict[str, dict] = {}  # image -> its failure (one photo's problem stops only that photo)
     for source, (images, arrays) in sources.items():
         if source == name:
             continue
         for _, r in images[images["role"] == "explained"].iterrows():
-            if r["image"] not in own.index:
+            if r["image"] not in own.index or r["image"] in failures:
                 continue
-            t = own.loc[r["image"]]
-            to_b = _full(t["warp"]) @ np.linalg.inv(_full(r["warp"]))  # chip A → chip B
-            values = arrays[f"{r['array_index']}/aggregate"].astype(np.float64)
-            moved.setdefault(r["image"], {})[source] = warp(
-                values, AffineTransform(matrix=np.linalg.inv(to_b)), output_shape=target.spec.input_size,
-                order=1, mode="constant", cval=0.0, preserve_range=True)
+            try:
+                t = own.loc[r["image"]]
+                to_b = _full(t["warp"]) @ np.linalg.inv(_full(r["warp"]))  # chip A → chip B
+                values = arrays[f"{r['array_index']}/aggregate"].astype(np.float64)
+                moved.setdefault(r["image"], {})[source] = warp(
+                    values, AffineTransform(matrix=np.linalg.inv(to_b)), output_shape=target.spec.input_size,
+                    order=1, mode="constant", cval=0.0, preserve_range=True)
+            except Exception as exc:  # this photo's transfer only
+                failures[r["image"]] = failure(name, identity, r["image"], "transfer", failure_reason(exc))
+                moved.pop(r["image"], None)
     rows = []
     for image, maps in moved.items():
         t = own.loc[image]
         chip, ref = own_arrays[f"{t['array_index']}/chip"], own_arrays[f"{t['array_index']}/ref"]
-        for row in occlusion_drops(target.embed, chip, ref, maps, config.occlusion_percents, seeds=0):
+        try:
+            drops = occlusion_drops(target.embed, chip, ref, maps, config.occlusion_percents, seeds=0)
+        except Exception as exc:  # this photo's transfer only
+            failures[image] = failure(name, identity, image, "transfer", failure_reason(exc))
+            continue
+        for row in drops:
             rows.append({"identity": identity, "image": image, "source_model": row["layer"],
                          "target_model": name, "percent": row["percent"], "drop": row["drop"]})
     if own_occlusion is not None and len(own_occlusion):
         diag = own_occlusion[(own_occlusion["kind"] == "map") & (own_occlusion["layer"] == "aggregate")]
         rows += [{"identity": identity, "image": r["image"], "source_model": name, "target_model": name,
                   "percent": r["percent"], "drop": r["drop"]} for _, r in diag.iterrows()]
-    return {"transfer": pd.DataFrame(rows)}
+    tables = {"transfer": pd.DataFrame(rows)}
+    if failures:
+        tables["failures"] = pd.DataFrame(list(failures.values()))
+    return tables
 
 
 def _full(matrix6: list[float]) -> np.ndarray:

@@ -19,6 +19,8 @@ For ``TINY_IMAGE``  x = [[2, 1, 1], [0, 0, 1], [2, 2, 0]]:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -81,3 +83,25 @@ class RaiseAfter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.net(x)
         raise RuntimeError("boom inside forward")
+
+
+@contextmanager
+def registered_parser(name: str, parse: Callable) -> Iterator[None]:
+    """Within the block, leam's parser registry holds ``name``: the landmark parser, but with ``parse(photo,
+    face, landmark_parse)`` in its place (e.g. one that raises as a broken library would for some photos);
+    removed afterwards."""
+    import leam.parse as parsers
+
+    class Parser:
+        def __init__(self) -> None:
+            self.inner = parsers.create_parser("landmarks")
+            self.name, self.classes = name, self.inner.classes
+
+        def parse(self, photo, face):
+            return parse(photo, face, self.inner.parse)
+
+    parsers.register_parser(name, "a test parser")(lambda weights=None: Parser())
+    try:
+        yield
+    finally:
+        parsers._PARSERS.pop(name, None)

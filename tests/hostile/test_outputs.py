@@ -193,7 +193,8 @@ def test_data_scans_leave_out_what_leam_wrote(photos, tmp_path, capsys) -> None:
     assert "leam's outputs" in scan.skipped["pages"] and "run folder" in scan.skipped["run"]
     assert {k for k in scan.skipped if k.startswith("Ana/")} == {f"Ana/{n}" for n in
                                                                 ("aggregate.png", "chip.png", "grid.png",
-                                                                 "photo_aggregate.png")}
+                                                                 "photo_aggregate.png", "layers")}
+    assert "leam's outputs" in scan.skipped["Ana/layers"]
     before = listing(data / "pages")
     assert leam(capsys, "demo", data, "--layers", "stem", "--out", data / "pages")[0] == 0  # resumes, same files
     assert set(listing(data / "pages")) == set(before)

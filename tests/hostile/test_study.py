@@ -31,6 +31,18 @@ QUOTES_IDENTITY = "Zoë 東京 \"double\" 'single'"
 ATTRIBUTE = "<i>group</i>"
 ATTRIBUTE_VALUES = ("<b onmouseover=alert(1)>\"'", "Zoë 東京")
 CHROMIUM = Path("/usr/bin/chromium")
+LEFT_OUT_FILES = {  # entry: a photo (True) or a text file
+    "loose.jpg": True, "README.txt": False, f"{OTHER}/notes.txt": False, f"{OTHER}/raw.heic": False,
+    f"{OTHER}/.hidden.jpg": True, ".DS_Store": False, "Nested/deeper/photo.jpg": True,
+}
+LEFT_OUT = {  # entry as recorded (the identity column of its data row): a pattern of its reason
+    "gone": "broken symbolic link", "loop": "symbolic link loop", "ring_a": "symbolic link loop",
+    "ring_b": "symbolic link loop", f"{OTHER}/parent": "a folder inside an identity folder",
+    "loose.jpg": "outside the identity folders", "README.txt": "outside the identity folders",
+    f"{OTHER}/notes.txt": r"not a photo by its extension: leam reads \.bmp", f"{OTHER}/raw.heic": "not a photo",
+    f"{OTHER}/.hidden.jpg": "hidden", ".DS_Store": "hidden", ".hidden_folder": "hidden",
+    "Nested/deeper": "a folder inside an identity folder", "Empty": "an empty folder",
+}
 FAST = ["--models", "dlib-resnet", "--workers", "1", "--occlusion-seeds", "1", "--pairs", "5", "--no-transfer",
         "--occlusion-percents", "5", "--thresholds", "10", "100", "--layers", "dlib-resnet=stage2.block1,stage4.block2"]
 TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code", "nav", "a", "section",
@@ -58,7 +70,8 @@ def link_photos(folder: Path, photos: list[Path]) -> None:
 def hostile_data(lfw_dir: Path, tmp_path_factory) -> tuple[Path, list[Hostile]]:
     """A data folder: ``hostile/`` holds every hostile image and a good first photo (the identity's
     reference), three ordinary identities have hostile folder names, and four entries are links that
-    loop, ring or lead nowhere; one identity folder holds a link to its parent (a cycle to a walker)."""
+    loop, ring or lead nowhere; one identity folder holds a link to its parent (a cycle to a walker);
+    and entries no study reads (``LEFT_OUT``): loose, hidden, nested or not photos, and an empty folder."""
     root = tmp_path_factory.mktemp("hostile-study") / "data"
     faces = sorted((lfw_dir / PERSON).iterdir())[:6]
     cases = write_hostile_images(root / "hostile", faces)
@@ -72,6 +85,11 @@ def hostile_data(lfw_dir: Path, tmp_path_factory) -> tuple[Path, list[Hostile]]:
     (root / "ring_a").symlink_to("ring_b")
     (root / "ring_b").symlink_to("ring_a")
     (root / "gone").symlink_to("no_such_folder")
+    for entry, photo in LEFT_OUT_FILES.items():  # photos where no study reads them, and files that are no photos
+        (root / entry).parent.mkdir(parents=True, exist_ok=True)
+        (root / entry).symlink_to(faces[2]) if photo else (root / entry).write_text("not a photo\n")
+    for folder in ("Empty", ".hidden_folder"):
+        (root / folder).mkdir()
     return root, cases
 
 
@@ -116,13 +134,14 @@ def test_every_bad_photo_is_a_failure_with_its_reason(hostile_data, hostile_run)
     assert len(photos) == sum(c.error is not None for c in cases)  # and nothing else failed
 
 
-def test_unreadable_entries_of_the_data_folder_are_recorded(hostile_run) -> None:
+def test_every_entry_left_out_of_the_data_folder_is_recorded_with_its_reason(hostile_run) -> None:
     run, _, _ = hostile_run
     failures = RunStore(run).tables()["failures"]
     data = failures[failures["stage"] == "data"].set_index("identity")["reason"]
-    assert sorted(data.index) == ["gone", "loop", "ring_a", "ring_b"]
-    assert all("symbolic link loop" in data[k] for k in ("loop", "ring_a", "ring_b"))
-    assert "broken symbolic link" in data["gone"] and "no_such_folder" in data["gone"]
+    assert sorted(data.index) == sorted(LEFT_OUT)  # every entry not read, and nothing else
+    for entry, reason in LEFT_OUT.items():
+        assert re.search(reason, data[entry]), (entry, data[entry])
+    assert "no_such_folder" in data["gone"]
 
 
 def test_hostile_folder_names_are_identities(hostile_run) -> None:
