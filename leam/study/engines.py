@@ -20,6 +20,7 @@ one machine. Parallelism comes from running units side by side (``workers``).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -124,6 +125,7 @@ def start_ray(address: str | None = None, timeout: float = RAY_CONNECT_SECONDS) 
                  object_store_memory=256 * 2**20)
         return
     _probe(address, timeout)
+    _quiet_sigterm_note()
     outcome: dict[str, BaseException | None] = {}
 
     def join() -> None:
@@ -148,6 +150,19 @@ def start_ray(address: str | None = None, timeout: float = RAY_CONNECT_SECONDS) 
         raise LeamError(f"--address {address}: cannot join the Ray cluster ({type(error).__name__}: "
                         f"{' '.join(str(error).split())})") from None
     raise error
+
+
+def _quiet_sigterm_note() -> None:
+    """Ray, joined from a thread other than the main one, warns that it set no SIGTERM handler; the study's
+    command handles SIGTERM itself (``leam.cli.study``), so that warning would only mislead."""
+    worker_log = logging.getLogger("ray._private.worker")
+    if not any(isinstance(f, _NoSigtermNote) for f in worker_log.filters):
+        worker_log.addFilter(_NoSigtermNote())
+
+
+class _NoSigtermNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def _probe(address: str, timeout: float) -> None:
