@@ -81,7 +81,11 @@ class StudyConfig:
             _once(names, "layers", f" for {model}")
         check_thresholds(self.thresholds, OPTIONS["thresholds"])
         check_thresholds(self.occlusion_percents, OPTIONS["occlusion_percents"])
-        check_thresholds([p for p in self.pair_thresholds if p is not None], "pair_thresholds")
+        if not self.pair_thresholds:
+            raise LeamError("pair_thresholds: expected the full map (None) and/or top-p % thresholds in (0, 100]")
+        top_p = [p for p in self.pair_thresholds if p is not None]
+        if top_p:  # (None,) alone: full maps only
+            check_thresholds(top_p, "pair_thresholds")
         if not self.occlusion_layers:
             raise LeamError("--occlusion-layers: expected one or more layer names, 'aggregate' or 'all'")
         _once(self.occlusion_layers, "occlusion_layers")

@@ -290,3 +290,15 @@ def test_per_photo_finds_the_photo_that_breaks_a_batch() -> None:
     assert _per_photo(double, [1, 2, 3, 4], lambda i, exc: failed.append((i, str(exc)))) == {1: 2, 2: 4, 4: 8}
     assert failed == [(3, "photo 3")]
     assert _per_photo(double, [], failed.append) == {}
+
+
+def test_pairs_of_full_maps_alone_are_a_setting_and_no_pair_setting_is_refused() -> None:
+    from leam.errors import LeamError
+    from leam.study.config import StudyConfig
+
+    StudyConfig(data="x", models=("dlib-resnet",), pair_thresholds=(None,)).check()
+    StudyConfig(data="x", models=("dlib-resnet",), pair_thresholds=(5,)).check()
+    with pytest.raises(LeamError, match="pair_thresholds: expected the full map"):
+        StudyConfig(data="x", models=("dlib-resnet",), pair_thresholds=()).check()
+    with pytest.raises(LeamError, match="got 0"):
+        StudyConfig(data="x", models=("dlib-resnet",), pair_thresholds=(None, 0)).check()
