@@ -176,8 +176,8 @@ def _crop(a: np.ndarray, box: Sequence[int], pad: float = 0.35) -> np.ndarray:
     return np.ascontiguousarray(a[max(0, top - m): min(h, bottom + m), max(0, left - m): min(w, right + m)])
 
 
-RUN_FILES = ("run.json", "report.html", *(f"tables/{t}.csv" for t in ("results", "failures", "summary")),
-             "tables/results.parquet")
+RUN_FILES = ("run.json", "run.json.bak", "report.html",
+             *(f"tables/{t}.csv" for t in ("results", "failures", "summary")), "tables/results.parquet")
 
 
 def run_protect_eval(config: EvalConfig, out: str | Path, progress: bool = True) -> dict[str, pd.DataFrame]:

@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from leam import __version__
+from leam._paths import RUN_MANIFEST, check_run_folder
 from leam.errors import LayerError, LeamError, ModelError
 from leam.maps.hooks import resolve_layers
 from leam.models import create_model, default_weights_path, model_spec
@@ -31,7 +32,7 @@ from leam.study.config import StudyConfig, differences
 from leam.study.dataset import load_dataset, skipped_entries
 from leam.study.engines import check_engine, ray_units, resolve_device, start_ray, unit_threads
 from leam.study.inputs import StudyInputs, identity_inputs, plain, reads, unit_name, upstream_inputs
-from leam.study.store import RunStore, unit_dir_name
+from leam.study.store import BACKUP, RunStore, unit_dir_name
 from leam.study.units import (
     Unit,
     failure,
@@ -181,6 +182,7 @@ def run_study(
     check_engine(engine, address)
     device = resolve_device(device)
     check_study(config)
+    check_run_folder(out, config.data, (RUN_MANIFEST, BACKUP))  # not among the photos, nor over others' files
     wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
     store = RunStore(out)
     check_resume(out, store.read_manifest(), wanted)

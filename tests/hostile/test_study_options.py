@@ -302,3 +302,11 @@ def test_pairs_of_full_maps_alone_are_a_setting_and_no_pair_setting_is_refused()
         StudyConfig(data="x", models=("dlib-resnet",), pair_thresholds=()).check()
     with pytest.raises(LeamError, match="got 0"):
         StudyConfig(data="x", models=("dlib-resnet",), pair_thresholds=(None, 0)).check()
+
+
+def test_a_run_folder_inside_the_data_folder_is_refused(tmp_path) -> None:
+    """A run among the photos it reads (``--out DATA/run``) is one line, and nothing is written."""
+    (tmp_path / "data").mkdir()
+    data = linked_people(tmp_path / "data", 1)
+    out = data / "run"
+    assert_refused(["study", data, *FAST, "--out", out], r"inside the data folder .*choose another --out", out)
