@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import re
 import struct
@@ -150,7 +151,9 @@ def with_app13(jpeg: bytes, thumbnail: bytes) -> bytes:
     return jpeg[:2] + b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
 
 
+@functools.cache
 def srgb() -> bytes:
+    """An sRGB ICC profile, made once: littleCMS stamps it with the time it was made, to the second."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 

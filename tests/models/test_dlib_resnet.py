@@ -223,5 +223,5 @@ def test_missing_weight_file(tmp_path):
 
 
 def test_weight_path_that_is_a_folder(tmp_path):
-    with pytest.raises(ModelError, match="weight file not found"):
+    with pytest.raises(ModelError, match="weight file .* is a folder; expected a file"):
         create_model("dlib-resnet", weights=tmp_path)
