@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from leam.errors import ModelError
@@ -123,3 +123,25 @@ def load_parser(args: argparse.Namespace):
 
     with trusted_if_asked(args, args.parser_weights):
         return create_parser(args.parser, args.parser_weights)
+
+
+@contextmanager
+def progress_bar(desc: str, unit: str = "photo") -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar (stderr) driven by a library function's ``progress(done, total)`` callback; closed on
+    every path. ``with progress_bar("explaining") as progress: run_demo(..., progress=progress)``."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit=unit)
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
