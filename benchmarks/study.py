@@ -118,7 +118,7 @@ def child(argv: list[str]) -> None:
     cli = study_args(Path(argv[0]), Path(argv[argv.index("--out") + 1]), " ".join(argv[1:]))
     units: list[tuple[str, float]] = []
     t_call = time.time()
-    tables = run_study(study_config(cli), cli.out, workers=cli.workers, progress=False, engine=cli.engine,
+    tables = run_study(study_config(cli), cli.out, workers=cli.workers, engine=cli.engine,
                        device=cli.device, on_unit=lambda u: units.append((u.kind, time.time())))
     explained = int((tables["images"]["role"] == "explained").sum()) if len(tables["images"]) else 0
     timeline.write_text(json.dumps({"t0": t0, "t_call": t_call, "t_end": time.time(), "units": units,
@@ -206,7 +206,7 @@ def profile(args: argparse.Namespace) -> None:
         prof = cProfile.Profile(time.process_time)  # CPU time (all threads): robust on a busy machine
         start, cpu = time.perf_counter(), time.process_time()
         prof.enable()
-        tables = run_study(config, cli.out, workers=1, progress=False)
+        tables = run_study(config, cli.out, workers=1)
         prof.disable()
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     stats = pstats.Stats(prof)
@@ -238,7 +238,7 @@ def emd_bench(args: argparse.Namespace) -> None:
         from leam.cli.study import study_config
 
         cli = study_args(data, Path(tmp) / "run", args.study_args, "--pairs", "1")
-        tables = run_study(study_config(cli), cli.out, workers=1, progress=False)
+        tables = run_study(study_config(cli), cli.out, workers=1)
         maps = []
         for part in sorted((Path(tmp) / "run" / "parts").glob("identity*/maps.npz")):
             with np.load(part) as npz:

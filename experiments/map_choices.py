@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from leam.cli.study import phase_bars
 from leam.study.config import StudyConfig
 from leam.study.run import run_study
 from leam.study.stats import occlusion_summary
@@ -48,7 +49,8 @@ def main() -> None:
             occlusion_layers=("all",), transfer=False, pairs=0, pair_thresholds=(1,),
         )
         print(f"== {name}", flush=True)
-        tables = run_study(config, Path(args.out) / name.replace("/", "_"), workers=args.workers)
+        with phase_bars() as progress:
+            tables = run_study(config, Path(args.out) / name.replace("/", "_"), workers=args.workers, progress=progress)
         frames.append(occlusion_summary(tables["occlusion"]).assign(choice=name))
     summary = pd.concat(frames, ignore_index=True)
     summary.to_csv(Path(args.out) / "summary.csv", index=False)

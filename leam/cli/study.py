@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pandas as pd
 
-from leam.cli._common import non_negative_int, positive_int, workers_count
+from leam.cli._common import non_negative_int, positive_int, progress_bar, workers_count
 from leam.errors import LeamError
 from leam.face.detect import FACE_CHOICES
 from leam.maps import AGGREGATIONS, DIRECTIONS
@@ -96,14 +97,31 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = study_config(args)
-    with first_interrupt_only():
+    with first_interrupt_only(), phase_bars() as progress:
         tables = run_study(config, args.out, workers=args.workers, engine=args.engine, address=args.address,
-                           device=args.device)
+                           device=args.device, progress=progress, notify=lambda line: print(line, file=sys.stderr))
     images = tables["images"]
     explained = int((images["role"] == "explained").sum()) if len(images) else 0
     print(f"{explained} photo × model maps, {failure_summary(tables['failures'])}; tables in "
           f"{Path(args.out) / 'tables'}/ (run `leam report {args.out}` for the report)")
     return 0
+
+
+@contextmanager
+def phase_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(label, done, total)`` callback for ``run_study`` drawing one bar per phase (``progress_bar``),
+    each closed when the next phase starts, and the last on every path."""
+    with ExitStack() as bars:
+        current, update = None, None
+
+        def progress(label: str, done: int, total: int) -> None:
+            nonlocal current, update
+            if label != current:
+                bars.close()
+                current, update = label, bars.enter_context(progress_bar(label, unit="unit"))
+            update(done, total)
+
+        yield progress
 
 
 def failure_summary(failures: pd.DataFrame, top: int = 3) -> str:

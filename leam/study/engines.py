@@ -1,6 +1,6 @@
 """Where a study's units run: the engine (this machine's processes, or a Ray cluster) and the device.
 
-Every engine runs the same ``leam.study.run.execute`` on each unit, which writes the unit's parts into
+Every engine runs the same ``leam.study.worker.execute`` on each unit, which writes the unit's parts into
 the run folder atomically and marks it done last; so the run folder, resuming and the consolidated
 tables are the same whichever engine did the work.
 
@@ -9,7 +9,7 @@ machine's cores: floats depend on how many threads a kernel splits its work into
 differ in the last digits of maps and embeddings), so a unit's numbers are the same wherever it runs on
 one machine. Parallelism comes from running units side by side (``workers``).
 
-- ``local`` (default): in this process, or ``workers`` spawned processes (``run._run_units``).
+- ``local`` (default): in this process, or ``workers`` spawned processes (``leam.study.run``).
 - ``ray``: one Ray task per unit. Without ``address`` a local Ray instance with this machine's cores
   is started (and ``workers`` tasks run at once); with ``address``
   (``auto``, ``ray://host:10001``, ...) the tasks go to that cluster, one core each, as many at once
@@ -25,32 +25,16 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from leam.errors import LeamError
+from leam.study.worker import UNIT_THREADS, execute, unit_threads  # noqa: F401  (the first and last: re-exported)
 
 ENGINES = ("local", "ray")
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'leam[ray]' (or pip install ray)"
 RAY_CLIENT_MISSING = "a ray:// address needs the Ray Client, which is not installed: pip install 'ray[client]'"
 RAY_CONNECT_SECONDS = 30  # joining a cluster (--address) gives up after this long
-UNIT_THREADS = 1
-
-
-@contextmanager
-def unit_threads() -> Iterator[None]:
-    """Within the block torch and the BLAS/OpenMP pools run ``UNIT_THREADS`` threads; afterwards as before."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(UNIT_THREADS)
-    try:
-        with threadpool_limits(UNIT_THREADS):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def default_workers() -> int:
@@ -190,8 +174,6 @@ def _probe(address: str, timeout: float) -> None:
 
 def _ray_execute(root: str, config_dict: dict, unit, device: str):
     """One unit in a Ray worker (a module-level function, so Ray imports it by name on every node)."""
-    from leam.study.run import execute
-
     if not (Path(root) / "run.json").is_file():
         raise LeamError(f"run folder {root} is not visible on Ray node {socket.gethostname()}: --engine ray "
                         "needs the run folder and the data on a file system every node shares")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -18,164 +16,42 @@ from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from leam import __version__
 from leam._paths import RUN_MANIFEST, check_run_folder
 from leam.errors import LayerError, LeamError, ModelError
 from leam.maps.hooks import resolve_layers
-from leam.models import create_model, default_weights_path, model_spec
-from leam.parse import create_parser, list_parsers
+from leam.models import default_weights_path, model_spec
+from leam.parse import list_parsers
 from leam.study.config import StudyConfig, differences
-from leam.study.dataset import load_dataset, skipped_entries
-from leam.study.engines import check_engine, ray_units, resolve_device, start_ray, unit_threads
-from leam.study.inputs import StudyInputs, identity_inputs, plain, reads, unit_name, upstream_inputs
+from leam.study.dataset import skipped_entries
+from leam.study.engines import check_engine, ray_units, resolve_device, start_ray
+from leam.study.inputs import StudyInputs, plain, unit_name
 from leam.study.store import BACKUP, RunStore, unit_dir_name
-from leam.study.units import (
-    Unit,
-    failure,
-    identity_unit,
-    model_layers,
-    occlusion_layers,
-    pairs_unit,
-    transfer_unit,
-    unit_rng,
-)
+from leam.study.units import Unit, failure, model_layers, occlusion_layers
+from leam.study.worker import CACHE, UNIT_KINDS, execute, init_worker, plan
 
-_CACHE: dict = {}
 DATA_UNIT = unit_dir_name("data")  # the failures of the data folder itself (e.g. a symbolic link loop)
-
-
-def plan(config: StudyConfig, identities: Iterable[str]) -> list[list[Unit]]:
-    """The study's units in three phases: identities × models, then transfer, then pairs."""
-    identities = list(identities)
-    phases = [[Unit("identity", m, i) for m in config.models for i in identities]]
-    if config.transfer and len(config.models) > 1:
-        phases.append([Unit("transfer", m, i) for m in config.models for i in identities])
-    phases.append([Unit("pairs", m) for m in config.models])
-    return phases
-
-
-def _model(name: str, device: str = "cpu"):
-    key = ("model", name, device)
-    if key not in _CACHE:
-        _CACHE[key] = create_model(name)
-        _CACHE[key].net.to(device)
-    return _CACHE[key]
-
-
-def _parser(name: str):
-    key = ("parser", name)
-    if key not in _CACHE:
-        _CACHE[key] = create_parser(name)
-    return _CACHE[key]
-
-
-def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Unit:
-    """Do one unit and write its files (runs in a worker process or in the caller), on one thread
-    (``unit_threads``): its numbers do not depend on the engine, the workers or the caller's threads."""
-    with unit_threads():
-        return _execute(root, config_dict, unit, device)
-
-
-def _execute(root: str, config_dict: dict, unit: Unit, device: str) -> Unit:
-    config = StudyConfig.from_dict(config_dict)
-    store = RunStore(root)
-    rng = unit_rng(config, unit)
-    wall, cpu = time.perf_counter(), time.process_time()
-
-    def info(inputs: dict) -> dict:  # recorded in the unit's done.json: what it read (a resume compares), its time
-        return {"unit": list(unit.key), "inputs": inputs, "seconds": round(time.perf_counter() - wall, 3),
-                "cpu_seconds": round(time.process_time() - cpu, 3)}
-
-    if unit.kind == "identity":
-        photos = load_dataset_cached(config.data, _session(store))[unit.identity]
-        inputs = identity_inputs(photos)  # before the photos are read: a photo changed meanwhile is redone later
-        tables, arrays = identity_unit(config, _model(unit.model, device), _parser(config.parser), photos, rng)
-        store.write_unit(unit_name(unit), tables, arrays, info=info(inputs))
-    elif unit.kind == "transfer":
-        inputs = upstream_inputs(store, reads(config, unit))
-        sources = {}
-        for m in config.models:
-            u = unit_name(Unit("identity", m, unit.identity))
-            images = store.unit_table(u, "images")
-            if images is not None and len(images):
-                sources[m] = (images, store.unit_arrays(u))
-        own = store.unit_table(unit_name(Unit("identity", unit.model, unit.identity)), "occlusion")
-        model = _model(unit.model, device)
-        tables = transfer_unit(config, model, unit.identity, sources, own) if unit.model in sources else {}
-        store.write_unit(unit_name(unit), tables, info=info(inputs))
-    else:
-        identities = load_dataset_cached(config.data, _session(store))
-        inputs = upstream_inputs(store, reads(config, unit, identities))
-        frames = []
-        for identity in identities:
-            u = unit_name(Unit("identity", unit.model, identity))
-            images = store.unit_table(u, "images")
-            if images is not None and len(images):
-                frames.append(images.assign(unit=u))
-        images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["role"])
-        opened: dict[str, np.lib.npyio.NpzFile] = {}
-
-        def load_map(u: str, index: int, layer: str) -> np.ndarray:
-            if u not in opened:
-                opened[u] = store.unit_arrays(u)
-            return opened[u][f"{index}/{layer}"]
-
-        layers = model_layers(config, _model(unit.model, device))
-        store.write_unit(unit_name(unit), pairs_unit(config, unit.model, layers, images, load_map, rng),
-                         info=info(inputs))
-    return unit
-
-
-def load_dataset_cached(data: str, session: str | None = None) -> dict:
-    """The data folder's photos, read once per session (``session``: its id in ``run.json``) in each
-    process, so that the units of a session all see the data as it was when the session began; without
-    ``session``, read afresh."""
-    key = ("data", data)
-    cached = _CACHE.get(key)
-    if session is None or cached is None or cached[0] != session:
-        cached = _CACHE[key] = (session, load_dataset(data))
-    return cached[1]
-
-
-def _session(store: RunStore) -> str | None:
-    """The id of the run's current session (the last in ``run.json``)."""
-    sessions = (store.read_manifest() or {}).get("sessions") or [{}]
-    return sessions[-1].get("id") if isinstance(sessions[-1], dict) else None
-
-
-def _init_worker(parent: int) -> None:
-    """A worker ignores SIGINT (a Ctrl-C reaches the whole process group: the study's process stops the
-    workers itself, and a worker interrupted on its own would print a traceback and go on); it starts with
-    SIGINT blocked (``_sigint_blocked``), so one sent while it starts is dropped here."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
-
-
-def _exit_without(parent: int) -> None:
-    """End this worker once the study's process is gone (killed): an orphan would go on writing into the
-    run folder without holding its lock, beside the process that resumes the run, and never exit."""
-    while os.getppid() == parent:
-        time.sleep(0.2)
-    os._exit(1)
+Progress = Callable[[str, int, int], None]  # (the phase's label, units done, units in the phase)
 
 
 def run_study(
     config: StudyConfig,
     out: str | Path,
     workers: int = 1,
-    progress: bool = True,
+    progress: Progress | None = None,
     on_unit: Callable[[Unit], None] | None = None,
     engine: str = "local",
     address: str | None = None,
     device: str = "cpu",
+    notify: Callable[[str], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Run (or resume) the study into ``out``; returns the consolidated tables. ``engine``, ``address``
     and ``device``: where units run (``leam.study.engines``); the run folder is the same for all.
+    ``progress(label, done, total)`` is called as each phase starts and as each of its units is done;
+    ``notify(line)`` gets what a person should read (how the data changed since the last session).
+    Neither draws or prints anything here: ``leam study`` does.
 
     Everything is checked before anything is written (``check_study``, the data folder, the engine, and
     that ``out`` holds no other run), so a mistake costs one line and leaves no run behind."""
@@ -186,13 +62,13 @@ def run_study(
     wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
     store = RunStore(out)
     check_resume(out, store.read_manifest(), wanted)
-    load_dataset_cached(config.data)
+    CACHE.dataset(config.data)
     if engine == "ray":
         start_ray(address)
     with store.lock():
         manifest = store.read_manifest()
         check_resume(out, manifest, wanted)
-        dataset = load_dataset_cached(config.data)
+        dataset = CACHE.dataset(config.data)
         if manifest is None:
             manifest = {
                 "config": wanted,
@@ -205,7 +81,7 @@ def run_study(
         store.clean_temporaries()
         session = {"id": uuid.uuid4().hex, "started": _now(), "finished": None, "workers": workers,
                    "engine": engine, "device": device}
-        _CACHE[("data", config.data)] = (session["id"], dataset)  # what this session's units read here
+        CACHE.keep_dataset(config.data, session["id"], dataset)  # what this session's units read here
         phases = plan(config, dataset)
         inputs = StudyInputs(store, config, dataset)
         removed = store.remove_units_except({DATA_UNIT, *(unit_name(u) for phase in phases for u in phase)})
@@ -216,21 +92,22 @@ def run_study(
         manifest.update(identities=len(dataset), photos=sum(len(v) for v in dataset.values()))
         manifest.setdefault("sessions", []).append(session)  # each invocation: when, where and how much
         store.write_manifest(manifest)
-        if progress and (line := changes.line(len(pending))):
-            tqdm.write(line, file=sys.stderr)
+        if notify and (line := changes.line(len(pending))):
+            notify(line)
         started = time.perf_counter()
         for phase in phases:
             pending = [u for u in phase if not inputs.is_current(u)]  # after the phases before it are done
             if not pending:
                 continue
-            label = {"identity": "identities × models", "transfer": "transfer", "pairs": "map pairs"}[phase[0].kind]
-            bar = tqdm(total=len(phase), initial=len(phase) - len(pending), desc=label, unit="unit",
-                       disable=not progress, dynamic_ncols=True)
-            with bar:
-                for unit in _run_units(str(out), wanted, pending, workers, engine, address, device):
-                    bar.update()
-                    if on_unit:
-                        on_unit(unit)
+            label, done = UNIT_KINDS[phase[0].kind].label, len(phase) - len(pending)
+            if progress:
+                progress(label, done, len(phase))
+            for unit in _run_units(str(out), wanted, pending, workers, engine, address, device):
+                done += 1
+                if progress:
+                    progress(label, done, len(phase))
+                if on_unit:
+                    on_unit(unit)
         units = [DATA_UNIT] + [unit_name(u) for phase in phases for u in phase]
         tables = store.consolidate(units)
         manifest["finished"] = True
@@ -263,7 +140,7 @@ def check_study(config: StudyConfig) -> None:
         if default_weights_path(name) is None:
             raise ModelError(f"--models {name}: its weights are not installed, and a study uses installed weights "
                              "only; study the models `leam models` shows with their weights found")
-        model = _model(name)
+        model = CACHE.model(name)
         if name in config.layers:
             try:
                 resolve_layers(model.net, config.layers[name])
@@ -279,7 +156,7 @@ def check_study(config: StudyConfig) -> None:
         raise LeamError(f"--parser: unknown parser {config.parser!r}; registered parsers: "
                         f"{', '.join(list_parsers())}")
     try:
-        _parser(config.parser)
+        CACHE.parser(config.parser)
     except LeamError as exc:  # e.g. one that needs a weight file: a study takes none
         raise LeamError(f"--parser {config.parser}: {exc}") from None
 
@@ -317,7 +194,7 @@ def _pool_units(root: str, config_dict: dict, units: list[Unit], workers: int, d
     """``units`` in ``workers`` spawned processes, each yielded once done. On anything that ends this early (a
     Ctrl-C, a unit's error, the caller closing the generator) the queued units are cancelled and the workers
     terminated at once: a unit cut short leaves no done marker and is redone on resume."""
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker,
                                initargs=(os.getpid(),))
     finished = False
     try:
@@ -340,7 +217,7 @@ def _pool_units(root: str, config_dict: dict, units: list[Unit], workers: int, d
 @contextmanager
 def _sigint_blocked() -> Iterator[None]:
     """SIGINT blocked in this thread within the block (a Ctrl-C then is delivered after it), so that the
-    processes started in it begin with SIGINT blocked (``_init_worker``)."""
+    processes started in it begin with SIGINT blocked (``leam.study.worker.init_worker``)."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield

@@ -52,7 +52,7 @@ def small_run(tmp_path_factory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two threads stall each other when another process holds a core: 6 s became 60 s
     try:
-        run_study(config, root / "run", progress=False)
+        run_study(config, root / "run")
     finally:
         torch.set_num_threads(threads)
     return root / "run"

@@ -42,7 +42,7 @@ def local_run(data, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        return out, run_study(quick_config(data), out, progress=False)
+        return out, run_study(quick_config(data), out)
     finally:
         torch.set_num_threads(before)
 
@@ -82,9 +82,9 @@ def test_ray_engine_finishes_a_run_the_local_engine_began(ray_cluster, data, loc
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_study(quick_config(data), out, progress=False, on_unit=interrupt)
+        run_study(quick_config(data), out, on_unit=interrupt)
     by_ray = []
-    got = run_study(quick_config(data), out, workers=2, progress=False, engine="ray", on_unit=by_ray.append)
+    got = run_study(quick_config(data), out, workers=2, engine="ray", on_unit=by_ray.append)
     assert sorted(u.kind for u in by_ray) == ["identity", "identity", "pairs"]
     assert (got["images"]["role"] == "explained").sum() == 6 and len(got["pairs"])
     assert_same_tables(got, local_tables)
@@ -157,7 +157,7 @@ def test_device_names_other_than_cpu_cuda_auto_are_refused(name) -> None:
 @needs_gpu
 @needs_photos
 def test_study_on_the_gpu_agrees_with_the_cpu(data, local_run, tmp_path) -> None:
-    got = run_study(quick_config(data), tmp_path / "run", progress=False, device="cuda")
+    got = run_study(quick_config(data), tmp_path / "run", device="cuda")
     want = local_run[1]
     assert len(got["images"]) == len(want["images"]) and len(got["regions"]) == len(want["regions"])
     np.testing.assert_allclose(sorted_table(got["images"])["cosine"], sorted_table(want["images"])["cosine"],

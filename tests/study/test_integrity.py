@@ -30,7 +30,7 @@ POSITIONS = (0.0, 0.02, 0.3, 0.5, 0.7, 0.98, 1.0)  # where 8 bytes are flipped, 
 def base(three_people, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
     """An undamaged run of three people (one model) and its tables."""
     out = tmp_path_factory.mktemp("base") / "run"
-    return out, run_study(quick_config(three_people), out, progress=False)
+    return out, run_study(quick_config(three_people), out)
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def resume_redoes(three_people: Path, out: Path, base_tables, damaged: str) -> N
     """The next run redoes the ``damaged`` unit and what read it (the pairs), nothing else, and ends with
     the undamaged run's tables."""
     before = digests(out)
-    assert_same_tables(run_study(quick_config(three_people), out, progress=False), base_tables)
+    assert_same_tables(run_study(quick_config(three_people), out), base_tables)
     after = digests(out)
     redone = {u for u in after if after[u] != before[u]}
     assert redone == {damaged, unit_name(Unit("pairs", "dlib-resnet"))}
@@ -135,7 +135,7 @@ def test_a_damaged_table_is_refused_then_rebuilt(three_people, base, run) -> Non
     assert err.startswith(f"leam: error: {table} is damaged") and "run `leam study` with the run's options" in err
     assert not (run.parent / "report" / "report.html").exists()
     before = digests(run)
-    assert_same_tables(run_study(quick_config(three_people), run, progress=False), base[1])
+    assert_same_tables(run_study(quick_config(three_people), run), base[1])
     assert digests(run) == before  # no unit redone: the tables are rebuilt from the parts
     assert leam(["report", run, "--out", run.parent / "report" / "report.html"])[0] == 0
 
@@ -145,7 +145,7 @@ def test_damaged_checksums_of_the_tables(three_people, base, run) -> None:
     change_digit(listing, 3)
     with pytest.raises(LeamError, match=re.escape(f"{listing} is damaged")):
         RunStore(run).tables()
-    assert_same_tables(run_study(quick_config(three_people), run, progress=False), base[1])
+    assert_same_tables(run_study(quick_config(three_people), run), base[1])
 
 
 @pytest.mark.parametrize("damage", ["flip", "digit"])
@@ -154,7 +154,7 @@ def test_a_damaged_run_json_is_read_from_its_copy(three_people, base, run, damag
     whole = RunStore(run).read_manifest()
     flip(manifest, 0.3) if damage == "flip" else change_digit(manifest, 0)  # the digit: of a setting
     assert RunStore(run).read_manifest() == whole
-    assert_same_tables(run_study(quick_config(three_people), run, progress=False), base[1])
+    assert_same_tables(run_study(quick_config(three_people), run), base[1])
     assert json.loads(manifest.read_text())["sessions"][-1]["finished"]  # written whole again
 
 
@@ -181,7 +181,7 @@ def test_a_run_without_checksums_is_still_read(three_people, base, run) -> None:
     (run / "tables" / CHECKSUMS).unlink()
     before = digests(run)
     assert all(d.startswith("legacy:") for d in before.values())
-    assert_same_tables(run_study(quick_config(three_people), run, progress=False), base[1])
+    assert_same_tables(run_study(quick_config(three_people), run), base[1])
     assert digests(run) == before and store.read_manifest()["sessions"][-1]["units_pending"] == 0
 
     unit = identity_unit(three_people, 2)
@@ -194,5 +194,5 @@ def test_a_run_without_checksums_is_still_read(three_people, base, run) -> None:
     assert rc == 1 and err.strip().splitlines()[-1].startswith(f"leam: error: {part} is damaged"), err
     assert f"delete its folder {part.parent}" in err
     shutil.rmtree(part.parent)
-    assert_same_tables(run_study(quick_config(three_people), run, progress=False), base[1])
+    assert_same_tables(run_study(quick_config(three_people), run), base[1])
     assert DATA_UNIT in digests(run)

@@ -33,7 +33,7 @@ def data(three_people: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def reference_tables(data, tmp_path_factory) -> dict[str, pd.DataFrame]:
-    return run_study(quick_config(data), tmp_path_factory.mktemp("uninterrupted") / "run", progress=False)
+    return run_study(quick_config(data), tmp_path_factory.mktemp("uninterrupted") / "run")
 
 
 def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> None:
@@ -58,8 +58,12 @@ def test_interrupted_in_process_then_resumed(data, reference_tables, tmp_path, s
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_study(quick_config(data), out, progress=False, on_unit=interrupt)
-    assert_same_tables(run_study(quick_config(data), out, progress=False), reference_tables)
+        run_study(quick_config(data), out, on_unit=interrupt)
+    calls = []
+    assert_same_tables(run_study(quick_config(data), out, progress=lambda *call: calls.append(call)),
+                       reference_tables)
+    identities = [("identities × models", n, 3) for n in range(stop_after + 1, 4)] if stop_after < 2 else []
+    assert calls == identities + ([("map pairs", 0, 1), ("map pairs", 1, 1)] if stop_after < 3 else [])
     first, second = RunStore(out).read_manifest()["sessions"]  # each invocation is recorded
     assert first["finished"] is None and second["finished"] is not None and second["seconds"] > 0
     assert second["units_pending"] == first["units_pending"] - (stop_after + 1)
@@ -67,7 +71,7 @@ def test_interrupted_in_process_then_resumed(data, reference_tables, tmp_path, s
 
 def test_units_record_their_time(data, tmp_path) -> None:
     out = tmp_path / "run"
-    run_study(quick_config(data), out, progress=False)
+    run_study(quick_config(data), out)
     timings = RunStore(out).timings()
     work = timings[timings["kind"] != "data"]
     assert sorted(work["kind"].unique()) == ["identity", "pairs"]
@@ -128,9 +132,9 @@ def test_a_different_config_is_refused(data, tmp_path) -> None:
     out = tmp_path / "run"
     small = StudyConfig(data=str(data), models=("dlib-resnet",), face="largest", pairs=1, transfer=False,
                         occlusion_seeds=1, occlusion_percents=(1,), thresholds=(1,))
-    run_study(small, out, progress=False)
+    run_study(small, out)
     with pytest.raises(Exception, match="different configuration"):
-        run_study(StudyConfig(**{**small.to_dict(), "pairs": 2}), out, progress=False)
+        run_study(StudyConfig(**{**small.to_dict(), "pairs": 2}), out)
 
 
 def test_an_identity_with_one_usable_photo_is_recorded(tmp_path) -> None:
@@ -140,7 +144,7 @@ def test_an_identity_with_one_usable_photo_is_recorded(tmp_path) -> None:
     (root / "solo" / "a.jpg").symlink_to(sorted(person.iterdir())[0])
     (root / "solo" / "b.jpg").write_text("not a photo")
     tables = run_study(StudyConfig(data=str(root), models=("dlib-resnet",), pairs=1, occlusion_seeds=1,
-                                   occlusion_percents=(1,), thresholds=(1,)), tmp_path / "run", progress=False)
+                                   occlusion_percents=(1,), thresholds=(1,)), tmp_path / "run")
     failures = tables["failures"]
     assert set(failures["stage"]) == {"face", "identity"}
     assert "not an image" in failures.loc[failures["stage"] == "face", "reason"].iloc[0]
@@ -172,7 +176,7 @@ def markers(out: Path) -> dict[str, str | None]:
     return {d.name: store.marker_digest(d.name) for d in (out / "parts").iterdir()}
 
 
-def test_changed_data_redoes_what_changed_and_nothing_else(tmp_path, capsys) -> None:
+def test_changed_data_redoes_what_changed_and_nothing_else(tmp_path) -> None:
     """Two models (so transfer units too), a manifest with a gender column, seven people of lfw-demo with
     three photos each. Between two runs: one person gets a photo, one loses one, one photo's bytes are
     replaced (same name), one photo's gender changes, one person leaves, one arrives, one is untouched.
@@ -192,7 +196,7 @@ def test_changed_data_redoes_what_changed_and_nothing_else(tmp_path, capsys) -> 
     write_manifest(data, rows)
     config = StudyConfig(data=str(data), **TWO_MODELS)
     out = tmp_path / "run"
-    run_study(config, out, progress=False)
+    run_study(config, out)
     before = markers(out)
 
     link(data / grown, photos[grown][3])
@@ -212,9 +216,9 @@ def test_changed_data_redoes_what_changed_and_nothing_else(tmp_path, capsys) -> 
         rows.append({"path": f"{arriving}/{photo.name}", "identity": arriving, "gender": gender[arriving]})
     write_manifest(data, rows)
 
-    capsys.readouterr()
-    resumed = run_study(config, out, progress=True)
-    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("data changed")]
+    notes: list[str] = []
+    resumed = run_study(config, out, notify=notes.append)
+    said = [line for line in notes if line.startswith("data changed")]
     assert said == ["data changed since the last session: 1 photo added, 1 photo removed, 1 photo replaced "
                     "(other bytes), 1 photo's attributes changed, 1 identity added, 1 identity removed; "
                     "redoing 22 units"]  # 5 people (4 changed, 1 new) × 2 models, their 10 transfer units, 2 pairs
@@ -226,7 +230,7 @@ def test_changed_data_redoes_what_changed_and_nothing_else(tmp_path, capsys) -> 
     assert {u for u in after if after[u] == before.get(u)} == kept | {DATA_UNIT}
     gone = {unit_name(Unit(kind, m, leaving)) for kind in ("identity", "transfer") for m in config.models}
     assert gone <= set(before) and not gone & set(after)
-    fresh = run_study(config, tmp_path / "fresh", progress=False)
+    fresh = run_study(config, tmp_path / "fresh")
     assert_same_tables(resumed, fresh)
     images = resumed["images"]
     assert leaving not in set(images["identity"]) and arriving in set(images["identity"])
@@ -243,26 +247,26 @@ def test_photos_added_and_removed_in_folders(tmp_path) -> None:
         for photo in sorted(person.iterdir())[:3]:
             link(data / person.name, photo)
     out = tmp_path / "run"
-    run_study(quick_config(data), out, progress=False)
+    run_study(quick_config(data), out)
     link(data / people[0].name, sorted(people[0].iterdir())[4])
     (data / people[1].name / sorted(people[1].iterdir())[0].name).unlink()  # the reference photo
     shutil.rmtree(data / people[2].name)
     for photo in sorted(people[3].iterdir())[:3]:
         link(data / people[3].name, photo)
     (data / "moved away").symlink_to(tmp_path / "nowhere")
-    resumed = run_study(quick_config(data), out, progress=False)
+    resumed = run_study(quick_config(data), out)
     assert RunStore(out).read_manifest()["sessions"][-1]["data_changes"] == {
         "photos_added": 1, "photos_removed": 1, "identities_added": 1, "identities_removed": 1, "entries_left_out": 1}
     assert list(resumed["failures"].query("stage == 'data'")["identity"]) == ["moved away"]
-    assert_same_tables(resumed, run_study(quick_config(data), tmp_path / "fresh", progress=False))
+    assert_same_tables(resumed, run_study(quick_config(data), tmp_path / "fresh"))
     assert set(resumed["images"]["identity"]) == {people[0].name, people[1].name, people[3].name}
 
 
 def test_unchanged_data_redoes_nothing(data, tmp_path) -> None:
     out = tmp_path / "run"
-    run_study(quick_config(data), out, progress=False)
+    run_study(quick_config(data), out)
     before = markers(out)
-    run_study(quick_config(data), out, progress=False)
+    run_study(quick_config(data), out)
     assert markers(out) == before
     session = RunStore(out).read_manifest()["sessions"][-1]
     assert session["units_pending"] == 0 and session["data_changes"] == {}
