@@ -13,22 +13,23 @@ The rules (``check_outputs``), for every planned output file:
   ``.leam-output``, listing the files leam wrote there (``claim_outputs``, called once the work is done
   and just before the first write, so that a call that fails earlier writes nothing).
 
-``marked_files`` reads a marker back: ``leam.dataset.scan_identity_folders`` leaves those files out.
+``marked_files`` reads a marker back: ``leam.data.folders.scan_identity_folders`` leaves those files out.
+Files are written by ``leam._io.write_file`` (atomic, with errors that say what is true).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from leam._io import write_failure, write_file  # noqa: F401  (their old home: re-exported)
 from leam.errors import LeamError
 
 MARKER = ".leam-output"
 RUN_MANIFEST = "run.json"
+RUN_BACKUP = "run.json.bak"  # its copy (``leam.study.store``)
 
 
 def unique_names(names: Sequence[str], reserved: Iterable[str] = ()) -> list[str]:
@@ -74,8 +75,12 @@ def _inode(path: Path) -> tuple[int, int] | None:
 
 def is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a leam run: a ``run.json`` written by leam (a JSON object with its version
-    and configuration; another program's ``run.json`` does not count)."""
-    manifest = Path(folder) / RUN_MANIFEST
+    and configuration; another program's ``run.json`` does not count), or its copy ``run.json.bak`` (a run
+    whose ``run.json`` was damaged is still a run: its store reads the copy)."""
+    return any(_is_run_manifest(Path(folder) / name) for name in (RUN_MANIFEST, RUN_BACKUP))
+
+
+def _is_run_manifest(manifest: Path) -> bool:
     try:
         if not manifest.is_file() or manifest.stat().st_size > 50_000_000:
             return False
@@ -199,48 +204,3 @@ def claim_outputs(outputs: Iterable[str | Path]) -> None:
         marker = {"written_by": "leam", "note": "files leam wrote here; photo scans leave them out",
                   "files": sorted(known | names)}
         write_file(folder / MARKER, json.dumps(marker, indent=1).encode())
-
-
-def write_file(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file beside it and a rename (never half-written; its
-    short name leaves a long file name room); a failure is a ``LeamError`` saying what is true."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".leam-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # readable as any file the user writes (mkstemp's are 0600)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise LeamError(f"cannot write {path}: {write_failure(exc, path)}") from None
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_failure(exc: OSError, path: Path) -> str:
-    """Why writing ``path`` failed, in words that say what to do."""
-    code = exc.errno
-    if code == errno.ENOSPC:
-        return "the disk is full; make room and run the command again"
-    if code in (errno.EFBIG, errno.EDQUOT):
-        return f"{exc.strerror} (a file-size limit or disk quota); make room and run the command again"
-    if code in (errno.EACCES, errno.EPERM):
-        return f"permission denied: the folder {path.parent} is not writable by you; choose another --out"
-    if code == errno.EROFS:
-        return "the file system is read-only; choose another --out"
-    if code == errno.ENAMETOOLONG:
-        return (f"the name is too long for the file system ({len(os.fsencode(path.name))} bytes; most allow "
-                "255); rename the photo or choose a shorter --out")
-    if code == errno.EISDIR:
-        return f"{path} is a folder; move it or choose another --out"
-    if code in (errno.ENOTDIR, errno.EEXIST):
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
-        return f"Not a directory: {blocker} is a file, where leam needs a folder; choose another --out"
-    return f"{exc.strerror or exc}"
-

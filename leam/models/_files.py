@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leam.dataset import text_name, unresolvable_link
+from leam._io import text_name, unresolvable_link
 from leam.errors import ModelError
 
 

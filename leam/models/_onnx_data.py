@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
-from leam.dataset import text_name
+from leam._io import text_name
 from leam.errors import ModelError
 
 EXTERNAL = 1  # TensorProto.EXTERNAL

@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leam._io import parquet_bytes, write_file, write_temporary
 from leam.errors import LeamError
 from leam.study.checksums import read_sealed, read_sealed_bytes, sealed, sha256_bytes, sha256_file
 
@@ -53,8 +53,8 @@ LEGACY = "legacy:"  # prefix of the digest of a done marker written before leam 
 LEGACY_DONE_KEYS = frozenset({"files", "seconds", "cpu_seconds"})
 LEGACY_RUN_KEYS = frozenset({"kind", "config", "leam_version", "models", "identities", "photos", "sessions",
                              "finished", "counts"})
-REDO = "run `leam study` with the run's options again: it redoes the damaged unit"
-REBUILD = ("run `leam study` with the run's options again: it rebuilds the tables from the parts (and redoes any "
+REDO = "run `{command}` with the run's options again: it redoes the damaged unit"
+REBUILD = ("run `{command}` with the run's options again: it rebuilds the tables from the parts (and redoes any "
            "damaged part)")
 
 
@@ -73,50 +73,39 @@ def unit_dir_name(*parts: str) -> str:
     return f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
-def _write_temporary(path: Path, data: bytes) -> Path:
-    """``data`` in a new, fsync'd temporary file beside ``path`` (to be renamed onto it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users of the run
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 def _write_error(path: Path, exc: OSError) -> RunWriteError:
     return RunWriteError(f"cannot write {path} ({exc.strerror or exc}); make room (disk space, file-size "
                          "limit) and run the same command again: the run resumes where it stopped")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place; an ``OSError`` (disk
-    full, file too large, ...) becomes a ``RunWriteError`` naming the file, with nothing left behind."""
-    tmp = None
-    try:
-        tmp = _write_temporary(path, data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp:
-            tmp.unlink(missing_ok=True)
-        raise _write_error(path, exc) from None
-
-
-def parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place (``leam._io.write_file``);
+    an ``OSError`` (disk full, file too large, ...) becomes a ``RunWriteError`` naming the file, with nothing
+    left behind."""
+    write_file(path, data, error=_write_error)
 
 
 class RunStore:
+    """A run folder of ``command``, whose units and ``tables/`` hold the Parquet tables ``table_names`` and
+    the arrays file ``arrays_name`` (a subclass names its own: ``leam protect-eval``'s run)."""
+
+    command = "leam study"
+    table_names: tuple[str, ...] = TABLES
+    arrays_name = "maps.npz"
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._digests: dict[tuple, str] = {}  # (path, inode, size, mtime) -> SHA-256: each file hashed once
+
+    @property
+    def redo(self) -> str:
+        """What to do about a damaged unit."""
+        return REDO.format(command=self.command)
+
+    @property
+    def rebuild(self) -> str:
+        """What to do about damaged tables."""
+        return REBUILD.format(command=self.command)
 
     @property
     def manifest_path(self) -> Path:
@@ -176,7 +165,7 @@ class RunStore:
     def _intact(self, folder: Path, name: str, size: int, digest: str | None) -> bool:
         """Whether ``folder/name`` is one of the known part files and has ``size`` and (when recorded)
         SHA-256 ``digest``."""
-        if name not in PART_FILES:
+        if name not in {*(f"{t}.parquet" for t in self.table_names), self.arrays_name}:
             return False
         path = folder / name
         try:
@@ -238,13 +227,13 @@ class RunStore:
                     stale.unlink()
         files = {}
         for name, df in tables.items():
-            if name not in TABLES:
+            if name not in self.table_names:
                 raise ValueError(f"unknown table {name!r}")
             files[f"{name}.parquet"] = parquet_bytes(df)
         if arrays:
             buf = io.BytesIO()
             np.savez_compressed(buf, **arrays)
-            files["maps.npz"] = buf.getvalue()
+            files[self.arrays_name] = buf.getvalue()
         for name, data in files.items():
             atomic_write(d / name, data)
         done = {**(info or {}), "files": {name: len(data) for name, data in files.items()},
@@ -274,7 +263,7 @@ class RunStore:
         for path in sorted((self.root / "parts").glob("*/done.json")):
             done = read_sealed(path, LEGACY_DONE_KEYS)
             if done is None:
-                raise LeamError(f"{path} is damaged; {REDO}")
+                raise LeamError(f"{path} is damaged; {self.redo}")
             rows.append({"unit": path.parent.name, "kind": path.parent.name.split("__")[0].split("-")[0],
                          "seconds": done.get("seconds", np.nan), "cpu_seconds": done.get("cpu_seconds", np.nan)})
         return pd.DataFrame(rows, columns=["unit", "kind", "seconds", "cpu_seconds"])
@@ -288,9 +277,9 @@ class RunStore:
             return None
         done = read_sealed(d / "done.json", LEGACY_DONE_KEYS)
         if done is None:
-            raise LeamError(f"{d / 'done.json'} is damaged or missing: the unit is not complete; {REDO}")
+            raise LeamError(f"{d / 'done.json'} is damaged or missing: the unit is not complete; {self.redo}")
         if not self._listed(d, done, name):
-            raise LeamError(f"{path} is damaged (its size or SHA-256 is not the one in done.json); {REDO}")
+            raise LeamError(f"{path} is damaged (its size or SHA-256 is not the one in done.json); {self.redo}")
         return path
 
     def unit_table(self, unit: str, name: str) -> pd.DataFrame | None:
@@ -300,11 +289,11 @@ class RunStore:
         try:
             return pd.read_parquet(path)
         except (OSError, ValueError) as exc:  # a unit done before leam kept checksums; ArrowInvalid is a ValueError
-            raise _unreadable_part(path, exc) from None
+            raise _unreadable_part(path, exc, self.command) from None
 
     def unit_arrays(self, unit: str) -> np.lib.npyio.NpzFile | None:
-        """The unit's ``maps.npz`` (opened lazily), checked against its ``done.json``."""
-        path = self.part(unit, "maps.npz")
+        """The unit's arrays (``maps.npz``, opened lazily), checked against its ``done.json``."""
+        path = self.part(unit, self.arrays_name)
         if path is None:
             return None
         try:
@@ -315,7 +304,7 @@ class RunStore:
                     raise ValueError(f"{bad} fails its CRC")
             return arrays
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            raise _unreadable_part(path, exc) from None
+            raise _unreadable_part(path, exc, self.command) from None
 
     def clean_temporaries(self) -> int:
         """Remove temporary files left by a killed process; returns how many."""
@@ -335,13 +324,13 @@ class RunStore:
         staged: dict[Path, Path] = {}
         sizes, sums = {}, {}
         try:
-            for name in TABLES:
+            for name in self.table_names:
                 frames = [t for u in done if (t := self.unit_table(u, name)) is not None]
                 frames = [f for f in frames if len(f)]
                 data = parquet_bytes(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
                 path = folder / f"{name}.parquet"
                 try:
-                    staged[path] = _write_temporary(path, data)
+                    staged[path] = write_temporary(path, data)
                 except OSError as exc:
                     raise _write_error(path, exc) from None
                 sizes[path.name], sums[path.name] = len(data), sha256_bytes(data)
@@ -365,25 +354,25 @@ class RunStore:
         if (folder / CHECKSUMS).exists():
             listing = read_sealed(folder / CHECKSUMS, frozenset())
             if listing is None or not isinstance(listing.get("files"), dict):
-                raise LeamError(f"{folder / CHECKSUMS} is damaged; {REBUILD}")
+                raise LeamError(f"{folder / CHECKSUMS} is damaged; {self.rebuild}")
         out = {}
-        for name in TABLES:
+        for name in self.table_names:
             path = folder / f"{name}.parquet"
             if listing is not None and path.name in listing["files"]:
                 if not self._listed(folder, listing, path.name):
                     why = f"damaged (its size or SHA-256 is not the one in {CHECKSUMS})" if path.exists() else "missing"
-                    raise LeamError(f"{path} is {why}; {REBUILD}")
+                    raise LeamError(f"{path} is {why}; {self.rebuild}")
             elif not path.is_file():
                 continue
             try:
                 out[name] = pd.read_parquet(path)
             except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-                raise LeamError(f"{path} is damaged ({_one_line(exc)}); {REBUILD}") from None
+                raise LeamError(f"{path} is damaged ({_one_line(exc)}); {self.rebuild}") from None
         return out
 
 
-def _unreadable_part(path: Path, exc: BaseException) -> LeamError:
-    return LeamError(f"{path} is damaged ({_one_line(exc)}); delete its folder {path.parent} and run `leam study` "
+def _unreadable_part(path: Path, exc: BaseException, command: str) -> LeamError:
+    return LeamError(f"{path} is damaged ({_one_line(exc)}); delete its folder {path.parent} and run `{command}` "
                      "with the run's options again: it redoes the unit")
 
 
