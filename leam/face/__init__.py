@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from leam.dataset import text_name
-from leam.face.align import Warp, estimate_warp, warp_to_chip, warp_to_photo
+from leam._io import text_name
+from leam.data.images import load_image
+from leam.face.align import Warp, chip_to_chip, estimate_warp, warp_to_chip, warp_to_photo
 from leam.face.detect import FACE_CHOICES, Face, choose_face, detect_faces, select_face
-from leam.image import load_image
-from leam.models._registry import AlignmentTemplate
+from leam.face.templates import AlignmentTemplate
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,11 @@ def align_file(path: str | Path, template: AlignmentTemplate, largest_face: bool
 __all__ = [
     "FACE_CHOICES",
     "AlignedFace",
+    "AlignmentTemplate",
     "Face",
     "Warp",
     "align_file",
+    "chip_to_chip",
     "choose_face",
     "align_photo",
     "detect_faces",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.transform import AffineTransform, SimilarityTransform, warp
 
-from leam.models._registry import AlignmentTemplate
+from leam.face.templates import AlignmentTemplate
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,20 @@ def warp_to_photo(chip_values: np.ndarray, w: Warp, photo_shape: tuple[int, int]
         np.asarray(chip_values, dtype=np.float64),
         AffineTransform(matrix=w.full),
         output_shape=photo_shape,
+        order=1,
+        mode="constant",
+        cval=0.0,
+        preserve_range=True,
+    )
+
+
+def chip_to_chip(values: np.ndarray, source: Warp, target: Warp) -> np.ndarray:
+    """A map in ``source``'s chip frame carried into ``target``'s (chip → photo → chip), bilinear, 0 outside."""
+    to_target = target.full @ np.linalg.inv(source.full)
+    return warp(
+        np.asarray(values, dtype=np.float64),
+        AffineTransform(matrix=np.linalg.inv(to_target)),
+        output_shape=target.size,
         order=1,
         mode="constant",
         cval=0.0,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from leam.errors import LeamError
-from leam.parse._labels import LabelMap
+from leam.face.labels import LabelMap
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (1, 5, 10, 25, 50, 100)
 TABLE_COLUMNS = ["layer", "class", "measure", "threshold", "value"]

@@ -12,22 +12,7 @@ from torch import nn
 
 from leam._torch_state import preserved_state
 from leam.errors import ModelError
-
-
-@dataclass(frozen=True)
-class AlignmentTemplate:
-    """Where the five landmarks of a face land in a model's aligned chip.
-
-    ``points`` are (x, y) pixel targets in the chip for the landmarks in the order of
-    ``landmark_order``; ``method`` names how the warp is fitted ("dlib": as dlib's
-    ``get_face_chip_details``; "umeyama": a least-squares similarity from image to chip).
-    """
-
-    name: str
-    size: tuple[int, int]  # (height, width) of the chip
-    points: np.ndarray  # (5, 2) float, chip pixel coordinates (x, y)
-    landmark_order: tuple[str, ...]
-    method: str = "umeyama"
+from leam.face.templates import AlignmentTemplate  # re-exported: leam.models.AlignmentTemplate
 
 
 @dataclass(frozen=True)

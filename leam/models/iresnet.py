@@ -15,51 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from leam.errors import ModelError
+from leam.face.templates import ARCFACE_CHIP, ARCFACE_DST, ARCFACE_TEMPLATE  # noqa: F401  (ARCFACE_DST re-exported)
 from leam.models._files import existing_file
-from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec, register_model
+from leam.models._registry import FaceModel, ModelSpec, register_model
 from leam.models._torch_file import load_torch_file
-from leam.models.dlib_resnet import DLIB_TEMPLATE
 
-CHIP = 112
+CHIP = ARCFACE_CHIP
 EMBEDDING = 512
 DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
-
-# insightface's 5-point ArcFace targets in a 112x112 chip (``arcface_dst`` in face_align.py):
-# eye centres (image left, image right), nose tip, mouth corners (image left, image right).
-ARCFACE_DST = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
-)
-
-# insightface aligns on eye centres, nose tip and mouth corners; leam's landmarks are dlib's eye corners
-# and nose base (DLIB_TEMPLATE's order). So the template holds where dlib's five points lie, on average,
-# in chips insightface aligned: 451 Glint360K chips (../shared/data/glint-aligned, padded and enlarged
-# for dlib's detector; benchmarks/arcface_template.py). Fitted on half of the identities, the other half
-# aligned this way move insightface's five points by 2.3 px on average (median 2.0, 95th percentile 5.1)
-# in the 112 px chip; eye centres (means of the corners) + nose alone do the same (2.3 px), eye centres
-# put on arcface_dst's a little worse (2.4 px). Limits: no mouth points, so the vertical scale and roll
-# come from eyes and nose only; tilted, turned or expressive faces differ more from insightface's crop.
-_DLIB_POINTS_IN_ARCFACE_CHIP = np.array(
-    [
-        [80.11, 52.11],  # eye on the image's right, outer corner
-        [66.11, 52.99],  # its inner corner
-        [30.85, 52.20],  # eye on the image's left, outer corner
-        [44.94, 53.01],  # its inner corner
-        [55.93, 80.54],  # base of the nose
-    ]
-)
-ARCFACE_TEMPLATE = AlignmentTemplate(
-    name="arcface-112-dlib5",
-    size=(CHIP, CHIP),
-    points=_DLIB_POINTS_IN_ARCFACE_CHIP,
-    landmark_order=DLIB_TEMPLATE.landmark_order,
-    method="umeyama",
-)
-
 
 class InputNorm(nn.Module):
     """RGB values in [0, 255] → (x / 255 - 0.5) / 0.5; no parameters or buffers."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from leam.errors import LeamError
 from leam.face import AlignedFace
-from leam.parse._labels import CLASSES, PALETTE, UNLABELLED, UNLABELLED_NAME, LabelMap
+from leam.face.labels import CLASSES, PALETTE, UNLABELLED, UNLABELLED_NAME, LabelMap
 from leam.parse.landmarks import LandmarkParser
 
 DEFAULT_PARSER = "landmarks"

@@ -24,7 +24,7 @@ from skimage.transform import SimilarityTransform
 
 from leam.face import AlignedFace
 from leam.face.align import Warp
-from leam.parse._labels import UNLABELLED
+from leam.face.labels import UNLABELLED
 
 
 def _rot90(v: np.ndarray) -> np.ndarray:

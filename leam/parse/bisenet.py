@@ -39,11 +39,11 @@ from torch import nn
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
+from leam.face.labels import CLASSES, LabelMap
 from leam.models._files import existing_file
 from leam.models._torch_file import pickles_trusted
 from leam.parse import register_parser
 from leam.parse._crop import head_crop_warp, labels_to_chip
-from leam.parse._labels import CLASSES, LabelMap
 
 NAME = "bisenet"
 WEIGHTS_FILE = "79999_iter.pth"

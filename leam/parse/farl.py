@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
+from leam.face.labels import CLASSES, LabelMap
 from leam.models._files import existing_file
 from leam.parse import register_parser
 from leam.parse._crop import head_crop_warp, labels_to_chip
-from leam.parse._labels import CLASSES, LabelMap
 
 NAME = "farl"
 WEIGHTS_FILE = "face_parsing.farl.celebm.main_ema_181500_jit.pt"

@@ -30,7 +30,7 @@ from skimage.draw import polygon as fill_polygon
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import Warp
-from leam.parse._labels import CLASSES, UNLABELLED, LabelMap
+from leam.face.labels import CLASSES, UNLABELLED, LabelMap
 
 NAME = "landmarks"
 PROVIDES = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip")

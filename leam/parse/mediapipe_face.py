@@ -37,9 +37,9 @@ from skimage.draw import polygon as fill_polygon
 from leam.errors import ModelError, NoFaceError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
+from leam.face.labels import CLASSES, LabelMap
 from leam.parse import register_parser
 from leam.parse._crop import head_crop_warp, labels_to_chip
-from leam.parse._labels import CLASSES, LabelMap
 
 NAME = "mediapipe"
 PROVIDES = (

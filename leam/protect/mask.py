@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from skimage.transform import AffineTransform, warp
 
 from leam.face import AlignedFace, Warp, warp_to_photo
+from leam.face.align import chip_to_chip
 from leam.maps import LEAM
 from leam.metrics.occlusion import random_mask
 from leam.metrics.regions import pixel_ranking, top_count
@@ -81,13 +81,6 @@ def random_pixels(region: np.ndarray, count: int, rng: np.random.Generator) -> n
 def _check_count(region: np.ndarray, count: int) -> None:
     if not 0 < count <= int(region.sum()):
         raise ValueError(f"cannot choose {count} pixels from a region of {int(region.sum())}")
-
-
-def chip_to_chip(values: np.ndarray, source: Warp, target: Warp) -> np.ndarray:
-    """A map in ``source``'s chip frame carried into ``target``'s (chip → photo → chip), bilinear, 0 outside."""
-    to_target = target.full @ np.linalg.inv(source.full)
-    return warp(values.astype(np.float64), AffineTransform(matrix=np.linalg.inv(to_target)),
-                output_shape=target.size, order=1, mode="constant", cval=0.0, preserve_range=True)
 
 
 def consensus_map(chip_maps: Sequence[Mapping[str, np.ndarray]], warps: Sequence[Mapping[str, Warp]],
