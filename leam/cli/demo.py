@@ -11,10 +11,11 @@ from leam.cli._common import (
     load_model,
     load_parser,
     positive_int,
+    progress_bar,
     resolve_layer_args,
 )
-from leam.demo import run_demo
 from leam.maps import DIRECTIONS
+from leam.study.demo import run_demo
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     layers = resolve_layer_args(model, args.layers)
-    items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, parser=load_parser(args))
+    parser = load_parser(args)
+    with progress_bar("explaining") as progress:
+        items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, progress=progress,
+                         parser=parser)
     failed = sum(1 for i in items if i.error)
     print(f"explained {len(items) - failed} photos ({failed} failed); open {Path(args.out) / 'index.html'}")
     return 0

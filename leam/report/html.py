@@ -8,18 +8,19 @@ values, paths) is escaped.
 
 from __future__ import annotations
 
-import base64
 import warnings
-from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
-from leam._paths import check_outputs, claim_outputs, write_file
+from leam._io import write_file
+from leam._paths import check_outputs, claim_outputs
 from leam.errors import LeamError
+from leam.report import page as pages
 from leam.report import plots
+from leam.report.page import esc, img, note
 from leam.report.tables import format_value, summarise, table_files, write_tables
 from leam.study import stats
 from leam.study.store import RunStore, unit_dir_name
@@ -31,13 +32,7 @@ SECTIONS = {
     "occlusion": "Validation by occlusion", "transfer": "Transfer across models", "regions": "Face regions",
     "groups": "Groups", "examples": "Example identities", "failures": "Failures", "tables": "Tables",
 }
-CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-top:.6em}h3{font-size:1.05em;margin-top:1.4em}
-table{border-collapse:collapse;font-size:.82em;margin:.5em 0 1em}caption{text-align:left;font-weight:600;padding:4px 0}
-td,th{border-bottom:1px solid #e3e3e3;padding:3px 8px;text-align:right;vertical-align:top}
-th{background:#f4f4f4}td.t,th.t{text-align:left}img{max-width:100%;height:auto;display:block;margin:.4em 0}
-nav a{margin-right:.9em}.row{display:flex;flex-wrap:wrap;gap:0 2.5em;align-items:flex-start}
-.note{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 3px}"""
+
 
 
 def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Path:
@@ -73,14 +68,11 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
             _failures(summaries),
             _table_links(files, out.parent),
         ]
-    nav = " ".join(f'<a href="#{k}">{escape(v)}</a>' for k, v in SECTIONS.items())
-    data = escape(str(manifest.get("config", {}).get("data", "?")))
-    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>leam study report · {data}</title><style>{CSS}</style></head><body>\n"
-            f"<h1>leam study report</h1><p class=note>Run <code>{escape(str(Path(run_dir).resolve()))}</code> · "
-            f"data <code>{data}</code></p><nav>{nav}</nav>\n" + "\n".join(parts) + "\n</body></html>\n")
-    write_file(out, page.encode("utf-8"))
+    nav = " ".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in SECTIONS.items())
+    data = str(manifest.get("config", {}).get("data", "?"))
+    head = (f"<p class=note>Run <code>{esc(Path(run_dir).resolve())}</code> · data <code>{esc(data)}</code></p>"
+            f"<nav>{nav}</nav>\n")
+    write_file(out, pages.page(f"leam study report · {data}", head + "\n".join(parts), "leam study report"))
     return out
 
 
@@ -88,20 +80,8 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
 
 
 def html_table(df: pd.DataFrame, caption: str | None = None, index: bool = False) -> str:
-    """An escaped HTML table; text columns left-aligned, numbers right-aligned (``format_value``)."""
-    if index:
-        df = df.reset_index()
-    if df.empty:
-        return f"<p class=note>{escape(caption or '')} (no rows)</p>"
-    text_cols = [not pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    head = "".join(f'<th{" class=t" if t else ""}>{escape(str(c))}</th>' for c, t in zip(df.columns, text_cols))
-    rows = []
-    for row in df.itertuples(index=False):
-        cells = "".join(f'<td{" class=t" if t else ""}>{escape(_cell(c, v))}</td>'
-                        for c, v, t in zip(df.columns, row, text_cols))
-        rows.append(f"<tr>{cells}</tr>")
-    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    """``page.html_table`` with the study's cells: thresholds as "top p%", percentages with "%"."""
+    return pages.html_table(df, caption, index, _cell)
 
 
 def _cell(column, v) -> str:
@@ -110,20 +90,12 @@ def _cell(column, v) -> str:
     return format_value(v, column)
 
 
-def img(png: bytes, alt: str) -> str:
-    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{escape(alt)}">'
-
-
 def figure(fig, alt: str) -> str:
     return "" if fig is None else img(plots.png_bytes(fig), alt)
 
 
 def section(key: str, body: str) -> str:
-    return f'<section id="{key}"><h2>{escape(SECTIONS[key])}</h2>\n{body}\n</section>'
-
-
-def note(text: str) -> str:
-    return f"<p class=note>{escape(text)}</p>"
+    return f'<section id="{key}"><h2>{esc(SECTIONS[key])}</h2>\n{body}\n</section>'
 
 
 # ------------------------------------------------------------------------------------- sections
@@ -182,9 +154,9 @@ def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str,
         per_identity = note(f"{ids['identity'].nunique()} identities: photos per identity in report_tables/"
                             "identities.csv")
     body = [
-        f"<p>leam {escape(str(manifest.get('leam_version', '?')))} · run {escape(finished)} · "
+        f"<p>leam {esc(str(manifest.get('leam_version', '?')))} · run {esc(finished)} · "
         f"{manifest.get('identities', '?')} identities, {manifest.get('photos', '?')} photos in the data · "
-        f"table rows: {escape(rows)}.</p>",
+        f"table rows: {esc(rows)}.</p>",
         html_table(pd.DataFrame(counts), "Photos per model"),
         html_table(models, "Models"),
         f"<div class=row>{html_table(cfg, 'Configuration (run.json)')}{per_identity}</div>",
@@ -247,7 +219,7 @@ def _similarity(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFra
     agg = s[s["layer"] == "aggregate"]
     cols = ["model", "threshold", "metric", "same_mean", "same_std", "same_n", "different_mean", "different_std",
             "different_n", "difference", "p_value"]
-    body = [f"<p>{escape(intro)}</p>", html_table(agg[cols], "Aggregate maps")]
+    body = [f"<p>{esc(intro)}</p>", html_table(agg[cols], "Aggregate maps")]
     bc = s[(s["metric"] == "bc") & s["threshold"].notna()]
     if len(bc):
         smallest = bc["threshold"].min()
@@ -275,11 +247,11 @@ def _occlusion(summaries: dict[str, pd.DataFrame]) -> str:
     cols = ["model", "percent", "images", "map_mean", "random_mean", "random_face_mean", "ratio_random",
             "ratio_random_face", "p_random", "p_random_face"]
     agg = s[s["layer"] == "aggregate"]
-    body = [f"<p>{escape(intro)}</p>", figure(plots.occlusion_figure(s), "occlusion curves"),
+    body = [f"<p>{esc(intro)}</p>", figure(plots.occlusion_figure(s), "occlusion curves"),
             html_table(agg[cols], "Mean drop of cosine similarity, aggregate map")]
     layers = s[s["layer"] != "aggregate"]
     if len(layers):  # the run occluded single layers' maps too (--occlusion-layers)
-        body.append(f"<p>{escape('Each layer’s own map occluded the same way, best LEAM / random-in-face first:')}</p>")
+        body.append(f"<p>{esc('Each layer’s own map occluded the same way, best LEAM / random-in-face first:')}</p>")
         for p in sorted(s["percent"].unique()):
             t = s[s["percent"] == p].sort_values(["model", "ratio_random_face"], ascending=[True, False])
             body.append(html_table(t[["layer", *cols]], f"Per layer, top {p:g}% pixels"))
@@ -294,7 +266,7 @@ def _transfer(summaries: dict[str, pd.DataFrame], manifest: dict) -> str:
     intro = ("Maps of one model (source) occlude the input of another (target), carried through the photo from "
              "one model's aligned frame to the other's; the diagonal is each model's own maps. Last rows: the "
              "target's random baselines from the occlusion study.")
-    body, matrices = [f"<p>{escape(intro)}</p>", figure(plots.transfer_figure(s), "transfer matrices")], []
+    body, matrices = [f"<p>{esc(intro)}</p>", figure(plots.transfer_figure(s), "transfer matrices")], []
     for p in sorted(s["percent"].unique()):
         matrix = stats.transfer_matrix(s, p)
         base = s[s["percent"] == p].drop_duplicates("target_model").set_index("target_model")
@@ -313,12 +285,12 @@ def _regions(summaries: dict[str, pd.DataFrame]) -> str:
              "layer, as the reference study tabulates them; the full tables (every threshold, and the mass per "
              "region) are in report_tables/regions.csv. Variability within a person: the coefficient of variation "
              "(std / mean) of a share over the person's photos, averaged over identities.")
-    body = [f"<p>{escape(intro)}</p>"]
+    body = [f"<p>{esc(intro)}</p>"]
     thresholds = sorted(s.loc[s["measure"] == "share", "threshold"].dropna().unique())
     first = thresholds[0] if thresholds else None
     variability = summaries.get("regions_variability", pd.DataFrame())
     for model in dict.fromkeys(s["model"]):
-        body.append(f"<h3>{escape(model)}</h3>")
+        body.append(f"<h3>{esc(model)}</h3>")
         body.append(img(plots.region_bars_png(s, model), f"{model}: region shares of the aggregate map"))
         if first is not None:
             table = stats.share_table(s, model, first)
@@ -344,11 +316,11 @@ def _groups(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame])
     intro = ("Every statistic split by an image attribute of the data's manifest: the two groups' means, their "
              "difference (a − b) and a two-sided Mann–Whitney U test. Pairs count in a group when both photos are "
              "in it. All splits (transfer and region shares included) are in report_tables/groups_*.csv.")
-    body = [f"<p>{escape(intro)}</p>"]
+    body = [f"<p>{esc(intro)}</p>"]
     cols = ["group_a", "group_b", "a_mean", "a_n", "b_mean", "b_n", "difference", "p_value"]
     for name in names:
         prefix = f"groups_{name}_"
-        body.append(f"<h3>By {escape(name)}</h3>")
+        body.append(f"<h3>By {esc(name)}</h3>")
         occ = summaries.get(f"{prefix}occlusion_drop", pd.DataFrame())
         occ = occ[occ["layer"] == "aggregate"] if len(occ) else occ
         if len(occ):
@@ -387,7 +359,7 @@ def _examples(store: RunStore, tables: dict[str, pd.DataFrame], manifest: dict) 
     if not examples:
         return section("examples", note("No maps to show: no explained photos, or the run's parts/ folder "
                                         "(where the maps are kept) is missing."))
-    listing = "".join(f"<li>{escape(e['identity'])}: <code>{escape(e['image'])}</code></li>" for e in examples)
+    listing = "".join(f"<li>{esc(e['identity'])}: <code>{esc(e['image'])}</code></li>" for e in examples)
     body = [note("Per row, one photo of an identity; per model its aligned face, the aggregate LEAM map over it "
                  "(colour scale jet: blue low, red high) and the face parser's regions over it."),
             figure(plots.examples_figure(examples, models), "example identities"), f"<ol>{listing}</ol>"]
@@ -395,7 +367,7 @@ def _examples(store: RunStore, tables: dict[str, pd.DataFrame], manifest: dict) 
 
 
 def _example_maps(store: RunStore, model: str, identity: str, index: int) -> dict | None:
-    from leam.parse._labels import CLASSES, UNLABELLED, UNLABELLED_NAME, LabelMap
+    from leam.face.labels import CLASSES, UNLABELLED, UNLABELLED_NAME, LabelMap
 
     arrays = store.unit_arrays(unit_dir_name("identity", model, identity))
     if arrays is None:
@@ -426,6 +398,6 @@ def _table_links(files: dict[str, tuple[Path, Path]], base: Path) -> str:
     items = []
     for name, (csv, md) in files.items():
         c, m = (quote(p.relative_to(base).as_posix()) for p in (csv, md))
-        items.append(f'<li>{escape(name)}: <a href="{c}">CSV</a> · <a href="{m}">Markdown</a></li>')
+        items.append(f'<li>{esc(name)}: <a href="{c}">CSV</a> · <a href="{m}">Markdown</a></li>')
     listing = f"<ul>{''.join(items)}</ul>"
     return section("tables", note("Every summary above, full precision, beside this page:") + listing)

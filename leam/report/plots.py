@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from leam.render import label_overlay, legend_handles, overlay, shares_bar_chart  # noqa: E402
+from leam.report.render import label_overlay, legend_handles, overlay, shares_bar_chart  # noqa: E402
 
 KIND_COLOURS = {"map": "#c0392b", "random": "#7f8c8d", "random_face": "#2980b9", "same": "#2e86c1",
                 "different": "#e67e22"}
@@ -175,7 +175,7 @@ def transfer_figure(summary: pd.DataFrame) -> Figure:
 
 def region_bars_png(summary: pd.DataFrame, model: str, layer: str = "aggregate") -> bytes:
     """PNG of the mean (± std) share of the top-p % pixels per class and threshold for one layer
-    (``leam.render.shares_bar_chart``)."""
+    (``leam.report.render.shares_bar_chart``)."""
     t = summary[(summary["model"] == model) & (summary["layer"] == layer) & (summary["measure"] == "share")]
     classes = list(dict.fromkeys(t["class"]))
     means = {p: dict(zip(g["class"], g["mean"])) for p, g in t.groupby("threshold", sort=True)}

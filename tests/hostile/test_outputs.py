@@ -209,7 +209,7 @@ def test_demo_never_replaces_a_photo_and_names_folders_apart(photos, tmp_path, c
     assert rc == 1
     one_line(err, "regions_identity.png: leam would write over the photo of the data folder")
     assert listing(data) == before
-    from leam.demo import plan_demo
+    from leam.study.demo import plan_demo
 
     folders = [i.folder for i in plan_demo(data)]
     assert folders == ["Ana/a", "Ana/a-2", "Ana/regions_identity"]  # a.jpg and a.png apart
