@@ -6,10 +6,19 @@ import argparse
 from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs
-from leam.cli._common import add_trust_option, load_model, non_negative_int, positive_int
+from leam.cli._common import (
+    add_face_option,
+    add_trust_option,
+    load_model,
+    non_negative_int,
+    positive_int,
+    progress_bar,
+)
 from leam.errors import ModelError
+from leam.metrics.verification import N_FOLDS
 from leam.models import DEFAULT_MODEL, list_models
-from leam.verify import FACE_CHOICES, N_FOLDS, REPORT_FILES, format_table, run_verify, write_report
+from leam.report.verification import REPORT_FILES, format_table, write_verification
+from leam.study.verification import run_verify
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"same-person pairs, and as many different-person pairs (default: 3000; the {N_FOLDS}-fold "
                         f"accuracy needs at least {N_FOLDS} of each)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the pair draw (default: 0)")
-    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
-                   help="of several faces in a photo: the largest (default; LFW photos show people behind the "
-                        "subject), the one nearest the photo's centre (LFW centres its subject), or none")
+    add_face_option(p, default="largest")  # LFW photos often show people behind the subject
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="photos per forward pass (default: 32)")
     p.add_argument("--out", default="verify-out", help="output folder (default: verify-out)")
@@ -45,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
             raise ModelError("--weights goes with a single --model")
         models = [load_model(argparse.Namespace(**{**vars(args), "model": name})) for name in args.model]
     outputs = check_outputs([Path(args.out) / name for name in REPORT_FILES])  # nothing replaced (leam._paths)
-    report = run_verify(models, args.data, args.pairs, args.seed, args.face, args.batch_size)
+    with progress_bar("embedding") as progress:
+        report = run_verify(models, args.data, args.pairs, args.seed, args.face, args.batch_size, progress)
     claim_outputs(outputs)
-    paths = write_report(report, args.out)
+    paths = write_verification(report, args.out)
     print(format_table(report))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
