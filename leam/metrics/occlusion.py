@@ -49,13 +49,15 @@ def occlusion_drops(
     seeds: int = 5,
     face_region: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    base: np.ndarray | None = None,
 ) -> list[dict]:
     """For each p: the cosine drop when the map's top-p % pixels are blacked out, and the mean drop
     over ``seeds`` random masks of the same size (anywhere, and inside ``face_region`` when given).
 
     ``values`` is one map, or several by name (e.g. per layer): all are scored in one batch of
-    forwards, and their rows carry ``"layer"``: the name. Returns rows {"percent", "kind", "drop"};
-    kind is "map", "random" or "random_face".
+    forwards, and their rows carry ``"layer"``: the name. ``base``: the (D,) embedding of the unoccluded
+    chip when the caller has it (its forward is then saved), else the chip is embedded with the occluded
+    ones. Returns rows {"percent", "kind", "drop"}; kind is "map", "random" or "random_face".
     """
     rng = rng or np.random.default_rng(0)
     named = dict(values) if isinstance(values, Mapping) else {None: values}
@@ -67,8 +69,12 @@ def occlusion_drops(
         batches += [(p, "random", None, random_mask(shape, k, rng)) for _ in range(seeds)]
         if face_region is not None:
             batches += [(p, "random_face", None, random_mask(shape, k, rng, face_region)) for _ in range(seeds)]
-    chips = np.stack([chip] + [occlude(chip, m) for *_, m in batches])
-    cos = cosine(embed(chips), reference)
+    occluded = [occlude(chip, m) for *_, m in batches]
+    if base is None:
+        embeddings = embed(np.stack([chip, *occluded]))
+    else:
+        embeddings = np.vstack([np.atleast_2d(base), embed(np.stack(occluded))]) if occluded else np.atleast_2d(base)
+    cos = cosine(embeddings, reference)
     base = cos[0]
     rows: dict[tuple[float, str, str | None], list[float]] = {}
     for (p, kind, name, _), c in zip(batches, cos[1:]):

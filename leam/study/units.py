@@ -83,7 +83,11 @@ def identity_unit(
 
     Whatever goes wrong with one photo (leam's errors, a library's, running out of memory) is that photo's
     failure row, with the stage ("face", "embed", "map", "parse", "regions", "occlusion") and the reason;
-    the other photos go on. A batch step that fails is redone photo by photo to find the photo."""
+    the other photos go on. A batch step that fails is redone photo by photo to find the photo.
+
+    Each photo is embedded once (a batch of all usable chips): that embedding gives the references, the
+    distance to the reference and the unoccluded score of the occlusion (and of the transfer, which reads
+    it from the arrays); LEAM's own forward, which its gradients need, gives the cosine."""
     name, identity = model.spec.name, photos[0].identity
     failures, usable = [], []
 
@@ -148,7 +152,8 @@ def identity_unit(
                 face_region = labels.labels != UNLABELLED
                 named = {layer: agg if layer == "aggregate" else maps[layer] for layer in occluded}
                 drops = occlusion_drops(model.embed, face.chip, refs[i], named, config.occlusion_percents,
-                                        config.occlusion_seeds, face_region if face_region.any() else None, rng)
+                                        config.occlusion_seeds, face_region if face_region.any() else None, rng,
+                                        base=emb[i])
             except Exception as exc:  # this photo's statistics only
                 fail(p, stage, exc)
                 continue
@@ -161,6 +166,7 @@ def identity_unit(
             image_rows.append(_image_row(name, p, face, "explained", ref_names[i], cos, dist, i))
             arrays[f"{i}/chip"] = face.chip
             arrays[f"{i}/ref"] = refs[i].astype(np.float32)
+            arrays[f"{i}/embedding"] = emb[i].astype(np.float32)  # the transfer's unoccluded chip, not embedded again
             arrays[f"{i}/labels"] = labels.labels
             arrays[f"{i}/aggregate"] = agg.astype(np.float16)
             for layer, m in maps.items():
@@ -235,9 +241,12 @@ def transfer_unit(
     rows = []
     for image, maps in moved.items():
         t = own.loc[image]
-        chip, ref = own_arrays[f"{t['array_index']}/chip"], own_arrays[f"{t['array_index']}/ref"]
+        index = t["array_index"]
+        chip, ref = own_arrays[f"{index}/chip"], own_arrays[f"{index}/ref"]
+        key = f"{index}/embedding"  # the unoccluded chip's embedding (none in runs of older versions)
+        base = own_arrays[key] if key in own_arrays.files else None
         try:
-            drops = occlusion_drops(target.embed, chip, ref, maps, config.occlusion_percents, seeds=0)
+            drops = occlusion_drops(target.embed, chip, ref, maps, config.occlusion_percents, seeds=0, base=base)
         except Exception as exc:  # this photo's transfer only
             failures[image] = failure(name, identity, image, "transfer", failure_reason(exc))
             continue

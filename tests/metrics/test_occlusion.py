@@ -72,3 +72,24 @@ def test_several_maps_in_one_call_equal_one_call_each(dlib_resnet_model) -> None
                                 np.random.default_rng(9))
         got = {(r["percent"], r["kind"]): r["drop"] for r in both if r.get("layer", name) == name}
         assert got == pytest.approx({(r["percent"], r["kind"]): r["drop"] for r in alone}, abs=1e-6)
+
+
+def test_a_known_unoccluded_embedding_saves_its_forward(dlib_resnet_model) -> None:
+    """``base``: the chip's embedding, given by the caller, is not computed again; the drops are those of the
+    chip embedded with the occluded ones, up to float32 rounding (a batch of another size)."""
+    rng = np.random.default_rng(4)
+    chip = rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    reference = dlib_resnet_model.embed(chip[::-1].copy()[None])[0]
+    values = rng.random((150, 150))
+    embedded: list[int] = []
+
+    def embed(chips: np.ndarray) -> np.ndarray:
+        embedded.append(len(chips))
+        return dlib_resnet_model.embed(chips)
+
+    plain = occlusion_drops(embed, chip, reference, values, (1, 5), 2, rng=np.random.default_rng(5))
+    saved = occlusion_drops(embed, chip, reference, values, (1, 5), 2, rng=np.random.default_rng(5),
+                            base=dlib_resnet_model.embed(chip[None])[0])
+    assert embedded == [1 + 2 * 3, 2 * 3]  # the chip and (map + 2 random) × 2 percents; then the occluded alone
+    assert [r["drop"] for r in saved] == pytest.approx([r["drop"] for r in plain], abs=1e-6)
+    assert [(r["percent"], r["kind"]) for r in saved] == [(r["percent"], r["kind"]) for r in plain]

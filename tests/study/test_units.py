@@ -53,3 +53,30 @@ def test_occlusion_layers_are_checked_against_the_model() -> None:
         occlusion_layers(config, ["stem", "stage1.block0"])
     every = StudyConfig(data=".", models=("dlib-resnet",), occlusion_layers=("all",))
     assert occlusion_layers(every, ["stem", "stage1.block0"]) == ["stem", "stage1.block0", "aggregate"]
+
+
+def test_each_photo_is_embedded_once(three_people: Path, dlib_resnet_model) -> None:
+    """Through the net go each photo once (the embedding batch: references, distances, the unoccluded score),
+    each explained photo once more in LEAM's forward (its gradients need it), and the occluded chips; the
+    explained photos' embeddings are kept for the transfer."""
+    from leam.parse import create_parser
+    from leam.study.dataset import load_dataset
+    from leam.study.units import Unit, identity_unit, unit_rng
+    from tests.study.conftest import quick_config
+
+    config = quick_config(three_people)
+    photos = next(iter(load_dataset(three_people).values()))
+    sizes: list[int] = []
+    hook = dlib_resnet_model.net.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0])))
+    try:
+        tables, arrays = identity_unit(config, dlib_resnet_model, create_parser(config.parser), photos,
+                                       unit_rng(config, Unit("identity", "dlib-resnet", photos[0].identity)))
+    finally:
+        hook.remove()
+    explained = int((tables["images"]["role"] == "explained").sum())
+    masks = len(config.occlusion_percents) * (1 + 2 * config.occlusion_seeds)  # the map, random, random in the face
+    assert len(photos) == 3 and explained == 2 and not len(tables["failures"])
+    assert sizes == [3, explained] + [masks] * explained
+    chips = np.stack([arrays[f"{i}/chip"] for i in range(3)])
+    for i in (1, 2):
+        assert np.array_equal(arrays[f"{i}/embedding"], dlib_resnet_model.embed(chips)[i])
