@@ -24,8 +24,9 @@ from skimage.metrics import structural_similarity
 
 from leam.face import Face, detect_faces, estimate_warp, warp_to_chip
 from leam.metrics.occlusion import cosine
+from leam.metrics.verification import pair_distances
 from leam.models import FaceModel
-from leam.verify import pair_distances, spec_distance_threshold
+from leam.study.verification import spec_distance_threshold
 
 MIN_IOU = 0.3
 
