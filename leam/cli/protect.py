@@ -54,8 +54,15 @@ def protect_config(args: argparse.Namespace):
         raise LeamError(str(exc)) from None
 
 
+def method_help(role: str | None = None) -> str:
+    """"name: label" of each registered protection method (of ``role``), for the options' help."""
+    from leam.protect.methods import list_methods, method_spec
+
+    return "; ".join(f"{m}: {method_spec(m).label}" for m in list_methods(role))
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from leam.protect.api import MASKS
+    from leam.protect.methods import list_methods
 
     p = sub.add_parser("protect", help="protect one person's photos against face recognition, guided by LEAM")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of one person (JPEG, PNG, TIFF, BMP, WebP)")
@@ -64,12 +71,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"known: {', '.join(list_models())})")
     p.add_argument("--budget", type=float, default=1.0, metavar="P",
                    help="pixels to change, percent of the face box (default: 1)")
-    p.add_argument("--mask", choices=MASKS, default="leam",
-                   help="leam: each photo's own LEAM map (default); consensus: the person's map over all photos")
+    p.add_argument("--mask", choices=list_methods("mask"), default="leam",
+                   help=f"which pixels to change, and how (default: leam): {method_help('mask')}")
     p.add_argument("--reference", nargs="+", default=None, metavar="PHOTO",
                    help="photos of the person to protect against (default: each photo against the others given)")
     p.add_argument("--baselines", action="store_true",
-                   help="also black occlusion, random pixels and a dense perturbation at the same budget")
+                   help=f"also the baselines, at the same budget: {method_help('baseline')}")
     p.add_argument("--eval-models", nargs="+", default=None, metavar="MODEL",
                    help="models to evaluate with (default: every registered model whose weights are installed)")
     add_protect_options(p)

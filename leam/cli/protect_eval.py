@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leam.cli.protect import add_protect_options, protect_config, set_threads
+from leam.cli._common import progress_bar
+from leam.cli.protect import add_protect_options, method_help, protect_config, set_threads
 from leam.models import list_models
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from leam.protect.core import METHODS
+    from leam.protect.methods import list_methods
     from leam.protect.study import ENSEMBLES
 
     p = sub.add_parser("protect-eval", help="measure protection over a folder <identity>/<images> (resumable)")
@@ -20,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"all of them (known: {', '.join(list_models())})")
     p.add_argument("--budgets", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",
                    help="budgets, percent of the face box's pixels (default: 0.5 1 2 5)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=["leam", "random", "black", "dense"],
-                   help="protections to compare (default: leam random black dense)")
+    p.add_argument("--methods", nargs="+", choices=list_methods(), default=["leam", "random", "black", "dense"],
+                   help=f"protections to compare (default: leam random black dense): {method_help()}")
     p.add_argument("--ensembles", choices=ENSEMBLES, default="loo",
                    help="loo: each model left out in turn (default); all: every model; both")
     p.add_argument("--identities", type=int, default=None, metavar="N", help="only N identities (sorted by name)")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         methods=tuple(dict.fromkeys(args.methods)), ensembles=args.ensembles, identities=args.identities,
         offset=args.offset, photos=args.photos, face=args.face, protect=protect_config(args),
     )
-    tables = run_protect_eval(config, args.out)
+    with progress_bar("identities", unit="identity") as progress:
+        tables = run_protect_eval(config, args.out, progress)
     page = write_eval_report(args.out)
     print(f"{tables['results']['image'].nunique() if len(tables['results']) else 0} photos protected; "
           f"tables in {Path(args.out) / 'tables'}/, report {page}")

@@ -19,12 +19,13 @@ from leam.models import FaceModel, create_model, default_weights_path, list_mode
 from leam.protect.core import ProtectConfig, protect_photo
 from leam.protect.evaluate import evaluate_photo, visible_change
 from leam.protect.mask import consensus_map, leam_aggregates
+from leam.protect.methods import list_methods, method_spec
 from leam.protect.person import PersonPhoto, embed_all, ensemble_name, load_photo, references_for
 from leam.protect.save import save_like, source_format
 from leam.protect.summary import summarise
 
-MASKS = ("leam", "consensus")
-BASELINES = ("random", "black", "dense")
+MASKS = tuple(list_methods("mask"))  # as registered when leam loads (``list_methods`` for the current ones)
+BASELINES = tuple(list_methods("baseline"))
 REPORT_FILES = ("report.html", "results.csv", "summary.csv")  # ``write_protect_report``
 
 
@@ -88,8 +89,8 @@ def protect_files(
     under their own names (baselines under ``out/baselines/<method>/``, the masks as ``out/masks/<name>.png``);
     evaluate every written file with ``eval_models`` (default: every installed registered model)."""
     config = config or ProtectConfig()
-    if mask not in MASKS:
-        raise LeamError(f"expected --mask in {MASKS}, got {mask!r}")
+    if mask not in list_methods("mask"):
+        raise LeamError(f"expected --mask in {tuple(list_methods('mask'))}, got {mask!r}")
     if not 0 < budget <= 100:
         raise LeamError(f"--budget is a percentage of the face box in (0, 100], got {budget}")
     if not models or len(set(models)) != len(models):
@@ -101,7 +102,7 @@ def protect_files(
         source_format(path)
     inputs = {"photo to protect": list(images), "reference": list(references or [])}
     refuse_repeated_inputs(inputs)
-    methods = [mask] + (list(BASELINES) if baselines else [])
+    methods = [mask] + (list_methods("baseline") if baselines else [])
     names = output_names(images)
     out = Path(out)
     outputs = check_outputs(protect_outputs(out, names, methods[1:]), inputs)
@@ -117,7 +118,7 @@ def protect_files(
         external = embed_all(every, ref_photos)
     refs = [references_for(i, emb, external) for i in range(len(photos))]
     maps = _maps(ensemble, photos, refs)
-    consensus = _consensus(ensemble, photos, maps) if mask == "consensus" else [None] * len(photos)
+    consensus = _consensus(ensemble, photos, maps) if method_spec(mask).needs_consensus else [None] * len(photos)
     claim_outputs(outputs)
     rows, results = [], []
     for i, person in enumerate(photos):

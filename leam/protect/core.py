@@ -1,17 +1,10 @@
 """Protect one photo against an ensemble of models at one or more budgets, by several methods.
 
-Methods, all at the same budget of k pixels (``budget_pixels``: ⌈p % of the face box⌉):
-
-* ``leam``: the k most activated pixels of the photo's LEAM map (ensemble mean, ``photo_map``),
-  their content optimised (``pgd``) within the L∞ bound ε;
-* ``consensus``: the same with the person's consensus map (``consensus_map``) drawn onto the photo;
-* ``random``: k pixels drawn uniformly from the pixels the models see, optimised the same way;
-* ``black``: the ``leam`` pixels set to black, no optimisation (the reference study's occlusion);
-* ``dense``: every pixel the models see, optimised under the L∞ bound ε_d = ‖δ_leam‖₂ / √(3n)
-  (n such pixels) and the L2 bound ‖δ_leam‖₂ — the ``leam`` perturbation's L2 norm spread over the
-  whole face (pixels no model sees are left alone: changing them cannot move an embedding). ε_d is
-  the bound at which ±ε_d everywhere has exactly that norm; the optimiser need not use all of it, so
-  a dense perturbation's L2 norm is at most the leam one's (the evaluation reports both).
+Every method (``leam.protect.methods``: leam, consensus, random, black, dense, one file each) works at
+the same budget of k pixels (``budget_pixels``: ⌈p % of the face box⌉). ``protect_photo`` draws the
+ensemble's LEAM map onto the photo (``photo_map``), lets each method choose its k pixels
+(``Method.pixels``), optimises the content of every optimised method's pixels in one batch of
+projected gradient steps (``pgd``), then lets the other methods make their versions (``Method.protect``).
 
 Large photos are optimised on a crop around the pixels the models see (its corner on the box-reduction
 grid of every model, so each model samples the crop exactly as it samples the photo).
@@ -27,13 +20,15 @@ import numpy as np
 
 from leam.face import Warp
 from leam.models import FaceModel
-from leam.protect.mask import budget_pixels, photo_map, random_pixels, top_pixels
-from leam.protect.optimise import OBJECTIVES, PRECISIONS, Target, dense_epsilon, pgd, quantise
+from leam.protect.mask import budget_pixels, photo_map
+from leam.protect.methods import Protected, get_method, list_methods, method_spec
+from leam.protect.optimise import OBJECTIVES, PRECISIONS, Target, pgd, quantise
 from leam.protect.person import PersonPhoto, stable_seed
 from leam.protect.warp import ChipSampler, reduce_factor
 
-METHODS = ("leam", "consensus", "random", "black", "dense")
-OPTIMISED = ("leam", "consensus", "random")
+METHODS = tuple(list_methods())  # the methods registered when leam loads (``list_methods`` for the current ones)
+OPTIMISED = tuple(m for m in METHODS if method_spec(m).optimised)
+__all__ = ["METHODS", "OPTIMISED", "ProtectConfig", "Protected", "Scene", "crop_box", "protect_photo"]
 
 
 @dataclass(frozen=True)
@@ -63,15 +58,29 @@ class ProtectConfig:
 
 
 @dataclass
-class Protected:
-    """One protected version of a photo: the method, the budget, the mask and the uint8 pixels."""
+class Scene:
+    """What a method sees of one photo: the photo and its ensemble, the ensemble's map drawn onto it
+    (``values``, (H, W) float), the pixels the models see (``region``, (H, W) bool), the person's
+    consensus map drawn onto it (or None), the settings; ``optimise`` and ``seed`` for methods that
+    optimise their own versions."""
 
-    method: str
-    budget: float
-    mask: np.ndarray  # (H, W) bool, the pixels allowed to change
-    pixels: np.ndarray  # (H, W, 3) uint8
-    objective: float  # the optimised objective over the ensemble (ProtectConfig.objective; NaN for black)
-    epsilon: float
+    photo: PersonPhoto
+    ensemble: Sequence[FaceModel]
+    references: Mapping[str, np.ndarray]
+    values: np.ndarray
+    region: np.ndarray
+    consensus: np.ndarray | None
+    config: ProtectConfig
+
+    def seed(self, *parts: str) -> int:
+        """A seed for torch's generator from the settings' seed, the photo's name and ``parts``."""
+        return stable_seed(self.config.seed, self.photo.name, *parts)[1]
+
+    def optimise(self, masks: Sequence[np.ndarray], eps: Sequence[float], l2: Sequence[float] | None, seed: int,
+                 exact_bound: bool = True) -> list[tuple[np.ndarray, float]]:
+        """Full-size uint8 photos and objectives of one ``pgd`` batch over ``masks`` (``_optimise``)."""
+        return _optimise(self.photo, self.ensemble, self.references, masks, eps, l2, self.config, self.region,
+                         seed, exact_bound)
 
 
 def protect_photo(
@@ -90,66 +99,45 @@ def protect_photo(
     ``consensus``: the person's consensus map drawn onto this photo (H, W), needed by "consensus".
     """
     config = config or ProtectConfig()
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in list_methods()]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; expected some of {METHODS}")
-    if "consensus" in methods and consensus is None:
-        raise ValueError("method 'consensus' needs the person's consensus map")
+        raise ValueError(f"unknown method(s) {unknown}; expected some of {tuple(list_methods())}")
+    for m in methods:
+        if method_spec(m).needs_consensus and consensus is None:
+            raise ValueError(f"method {m!r} needs the person's consensus map")
     names = [m.spec.name for m in ensemble]
     warps = {n: photo.aligned[n].warp for n in names}
     shape = photo.photo.shape[:2]
     values, region = photo_map({n: chip_maps[n] for n in names}, warps, shape)
-    masks: dict[tuple[str, float], np.ndarray] = {}
-    for b in budgets:
-        k = min(budget_pixels(photo.face.box, shape, b), int(region.sum()))
-        rng = np.random.default_rng(stable_seed(config.seed, photo.name, "+".join(names), f"{b:g}"))
-        if {"leam", "black", "dense"} & set(methods):
-            masks["leam", b] = top_pixels(values, region, k)
-        if "consensus" in methods:
-            masks["consensus", b] = top_pixels(consensus, region, k)
-        if "random" in methods:
-            masks["random", b] = random_pixels(region, k, rng)
-
+    scene = Scene(photo, ensemble, references, values, region, consensus, config)
+    masks = _masks(scene, budgets, methods, "+".join(names))
     out: list[Protected] = []
-    jobs = [(m, b) for b in budgets for m in methods if m in OPTIMISED]
+    jobs = [(m, b) for b in budgets for m in methods if method_spec(m).optimised]
     if jobs:
-        seed = stable_seed(config.seed, photo.name, "+".join(names), "pgd")[1]
-        done = _optimise(photo, ensemble, references, [masks[j] for j in jobs], [config.epsilon] * len(jobs),
-                         None, config, region, seed)
+        done = scene.optimise([masks[j] for j in jobs], [config.epsilon] * len(jobs), None,
+                              scene.seed("+".join(names), "pgd"))
         for (m, b), (pixels, obj) in zip(jobs, done):
             out.append(Protected(m, b, masks[m, b], pixels, obj, config.epsilon))
-    if "black" in methods:
-        for b in budgets:
-            pixels = photo.photo.copy()
-            pixels[masks["leam", b]] = 0
-            out.append(Protected("black", b, masks["leam", b], pixels, math.nan, 255.0))
-    if "dense" in methods:
-        out += _dense(photo, ensemble, references, masks, budgets, methods, out, config, region)
+    for m in list_methods():  # the others in registration order (black before dense)
+        if m in methods and not method_spec(m).optimised:
+            out += get_method(m).protect(scene, masks, budgets, out)
     return out
 
 
-def _dense(photo, ensemble, references, masks, budgets, methods, done, config, region) -> list[Protected]:
-    leam = {p.budget: p for p in done if p.method == "leam"}
-    if len(leam) < len(budgets):  # the dense baseline matches the leam perturbation's L2 norm
-        seed = stable_seed(config.seed, photo.name, "dense-leam")[1]
-        missing = [b for b in budgets if b not in leam]
-        res = _optimise(photo, ensemble, references, [masks["leam", b] for b in missing],
-                        [config.epsilon] * len(missing), None, config, region, seed)
-        for b, (pixels, obj) in zip(missing, res):
-            leam[b] = Protected("leam", b, masks["leam", b], pixels, obj, config.epsilon)
-    l2 = [float(np.linalg.norm(leam[b].pixels.astype(np.float64) - photo.photo)) for b in budgets]
-    eps = [min(255.0, dense_epsilon(r, int(region.sum()))) for r in l2]
-    keep = [i for i, e in enumerate(eps) if e > 0]
-    out = []
-    if keep:
-        seed = stable_seed(config.seed, photo.name, "dense")[1]
-        res = _optimise(photo, ensemble, references, [region] * len(keep), [eps[i] for i in keep],
-                        [l2[i] for i in keep], config, region, seed, exact_bound=False)
-        for i, (pixels, obj) in zip(keep, res):
-            out.append(Protected("dense", budgets[i], region, pixels, obj, eps[i]))
-    for i in set(range(len(budgets))) - set(keep):
-        out.append(Protected("dense", budgets[i], region, photo.photo.copy(), math.nan, 0.0))
-    return sorted(out, key=lambda p: budgets.index(p.budget))
+def _masks(scene: Scene, budgets: Sequence[float], methods: Sequence[str], ensemble: str
+           ) -> dict[tuple[str, float], np.ndarray]:
+    """{(method, budget): pixels} of every method whose pixels ``methods`` change, in registration order;
+    at each budget one generator (seeded by photo, ensemble and budget) serves the methods that draw."""
+    sources = {method_spec(m).pixels_from or m for m in methods}
+    shape = scene.photo.photo.shape[:2]
+    masks = {}
+    for b in budgets:
+        k = min(budget_pixels(scene.photo.face.box, shape, b), int(scene.region.sum()))
+        rng = np.random.default_rng(stable_seed(scene.config.seed, scene.photo.name, ensemble, f"{b:g}"))
+        for m in list_methods():
+            if m in sources:
+                masks[m, b] = get_method(m).pixels(scene, k, rng)
+    return masks
 
 
 def _optimise(photo: PersonPhoto, ensemble, references, masks, eps, l2, config: ProtectConfig, region, seed,

@@ -8,14 +8,9 @@ written, decoded and evaluated afresh with *every* given model: ``seen`` says wh
 in the ensemble. The unprotected photo is evaluated the same way (method "none"), and so is the
 unprotected photo written like a protected one (method "resaved": what re-encoding alone does).
 
-Run folder::
-
-    RUN/run.json                         the configuration
-    RUN/parts/<identity>/results.parquet one row per photo x ensemble x method x budget x model
-    RUN/parts/<identity>/failures.parquet photos without a usable face, identities with < 2 photos
-    RUN/parts/<identity>/examples.npz    crops of one photo before and after, for the report
-    RUN/parts/<identity>/done.json       written last
-    RUN/tables/results.parquet|.csv, summary.csv, failures.csv
+The run folder is a study's (``leam.protect.runs``: ``RunStore`` with protect-eval's tables): a unit
+is done when its ``done.json`` is whole, its files have the sizes and SHA-256 it lists, and the photos
+it read (``inputs``: names and SHA-256) are the data's now; any other unit is (re)done on resume.
 """
 
 from __future__ import annotations
@@ -23,13 +18,12 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from leam import __version__
 from leam._paths import check_run_folder
@@ -38,14 +32,18 @@ from leam.face import warp_to_photo
 from leam.face.detect import FACE_CHOICES
 from leam.image import load_image
 from leam.models import FaceModel, create_model, model_spec
-from leam.protect.core import METHODS, ProtectConfig, protect_photo
+from leam.protect.core import ProtectConfig, protect_photo
 from leam.protect.evaluate import evaluate_photo, visible_change
 from leam.protect.mask import consensus_map, leam_aggregates
+from leam.protect.methods import list_methods, method_spec
 from leam.protect.person import ensemble_name, load_photo, references_for
+from leam.protect.runs import RUN_FILES, ProtectStore, consolidate, read_manifest, read_run, unit_name
 from leam.protect.save import save_like, source_format
-from leam.protect.summary import summarise
 from leam.study.dataset import load_dataset
-from leam.study.store import RunStore, atomic_write, parquet_bytes, unit_dir_name
+from leam.study.inputs import identity_inputs
+
+__all__ = ["ENSEMBLES", "EvalConfig", "RUN_FILES", "identity_unit", "read_run", "run_protect_eval",
+           "select_identities"]
 
 ENSEMBLES = ("loo", "all", "both")
 
@@ -68,9 +66,9 @@ class EvalConfig:
             raise LeamError(f"expected ensembles in {ENSEMBLES}, got {self.ensembles!r}")
         if self.face not in FACE_CHOICES:
             raise LeamError(f"expected face in {FACE_CHOICES}, got {self.face!r}")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in list_methods()]
         if bad or not self.methods:
-            raise LeamError(f"unknown method(s) {bad}; expected some of {', '.join(METHODS)}")
+            raise LeamError(f"unknown method(s) {bad}; expected some of {', '.join(list_methods())}")
         if not self.budgets or any(not 0 < b <= 100 for b in self.budgets):
             raise LeamError(f"budgets are percentages of the face box in (0, 100], got {list(self.budgets)}")
         if not self.models or len(set(self.models)) != len(self.models):
@@ -119,7 +117,7 @@ def identity_unit(config: EvalConfig, models: dict[str, FaceModel], identity: st
     people = [u for _, u in usable]
     emb = {m.spec.name: m.embed(np.stack([u.aligned[m.spec.name].chip for u in people])) for m in all_models}
     refs = [references_for(i, emb) for i in range(len(people))]
-    needs_all = "consensus" in config.methods
+    needs_all = any(method_spec(m).needs_consensus for m in config.methods)
     mapped = range(len(people)) if needs_all else range(min(config.photos, len(people)))
     maps = {i: {} for i in mapped}
     for m in all_models:
@@ -176,91 +174,50 @@ def _crop(a: np.ndarray, box: Sequence[int], pad: float = 0.35) -> np.ndarray:
     return np.ascontiguousarray(a[max(0, top - m): min(h, bottom + m), max(0, left - m): min(w, right + m)])
 
 
-RUN_FILES = ("run.json", "run.json.bak", "report.html",
-             *(f"tables/{t}.csv" for t in ("results", "failures", "summary")), "tables/results.parquet")
-
-
-def run_protect_eval(config: EvalConfig, out: str | Path, progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Run (or resume) the evaluation into ``out``; returns the consolidated tables."""
-    store = RunStore(out)
-    root = Path(out)
+def run_protect_eval(config: EvalConfig, out: str | Path,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, pd.DataFrame]:
+    """Run (or resume) the evaluation into ``out``; returns the consolidated tables (results, failures,
+    summary). ``progress(done, total)`` is called with the identities done, before the first and after each."""
+    store = ProtectStore(out)
     for name in config.models:  # a bad model name or data folder fails before the run folder is made
         model_spec(name)
-    select_identities(config)
+    identities = select_identities(config)
     check_run_folder(out, config.data, RUN_FILES)
+    read_manifest(store)  # another kind of run is refused before anything is written
     with store.lock():
-        manifest = store.read_manifest()
+        manifest = read_manifest(store)
         wanted = config.to_dict()
         if manifest is not None and _settings(manifest.get("config", {})) != _settings(wanted):
             raise LeamError(f"{out} holds a run with a different configuration; use another --out folder "
                             "(or the same options to resume it; only --identities and --offset may change)")
-        identities = select_identities(config)
         models = {n: create_model(n) for n in config.models}
         store.write_manifest({"kind": "protect-eval", "config": wanted, "leam_version": __version__,
                               "identities": list(identities),
                               "models": {n: {"threshold": m.spec.threshold, "metric": m.spec.threshold_metric}
                                          for n, m in models.items()}})
         store.clean_temporaries()
-        units = {name: unit_dir_name(name) for name in identities}
-        pending = [n for n in identities if not (root / "parts" / units[n] / "done.json").is_file()]
-        bar = tqdm(total=len(identities), initial=len(identities) - len(pending), desc="identities", unit="identity",
-                   disable=not progress, dynamic_ncols=True)
-        with bar, tempfile.TemporaryDirectory(prefix="leam-protect-") as scratch:
-            for name in pending:
-                bar.set_postfix_str(name[:30])
+        inputs = {n: identity_inputs(photos) for n, photos in identities.items()}
+        pending = [n for n in identities if not _up_to_date(store, n, inputs[n])]
+        report = progress or (lambda done, total: None)
+        report(len(identities) - len(pending), len(identities))
+        with tempfile.TemporaryDirectory(prefix="leam-protect-") as scratch:
+            for k, name in enumerate(pending, 1):
+                wall, cpu = time.perf_counter(), time.process_time()
                 tables, examples = identity_unit(config, models, name, identities[name], Path(scratch))
-                _write_unit(root / "parts" / units[name], tables, examples)
-                bar.update()
-        return consolidate(root, [units[n] for n in identities])
+                store.write_unit(unit_name(name), tables, examples, info={
+                    "unit": name, "inputs": inputs[name], "seconds": round(time.perf_counter() - wall, 3),
+                    "cpu_seconds": round(time.process_time() - cpu, 3)})
+                report(len(identities) - len(pending) + k, len(identities))
+        return consolidate(store, list(identities))
+
+
+def _up_to_date(store: ProtectStore, identity: str, inputs: dict) -> bool:
+    """Whether the identity's unit is done, intact, and was done with these photos (names and SHA-256)."""
+    marker = store.marker(unit_name(identity))
+    return marker is not None and marker.get("inputs") == inputs
 
 
 def _settings(config: dict) -> dict:
     """What decides a unit's results: everything but which identities are selected (a unit is one identity,
     so a run can be extended to more identities, or narrowed, and its done units kept)."""
     return {k: v for k, v in config.items() if k not in ("identities", "offset")}
-
-
-def _write_unit(folder: Path, tables: dict[str, pd.DataFrame], examples: dict[str, np.ndarray]) -> None:
-    import io
-
-    (folder / "done.json").unlink(missing_ok=True)
-    for name, df in tables.items():
-        atomic_write(folder / f"{name}.parquet", parquet_bytes(df))
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **examples)
-    atomic_write(folder / "examples.npz", buf.getvalue())
-    atomic_write(folder / "done.json", b"{}")
-
-
-def consolidate(root: Path, units: list[str]) -> dict[str, pd.DataFrame]:
-    """All done units' rows (in the planned order) into ``tables/``: Parquet and CSV, with the summary."""
-    out = {}
-    for name in ("results", "failures"):
-        frames = [pd.read_parquet(p) for u in units if (root / "parts" / u / "done.json").is_file()
-                  and (p := root / "parts" / u / f"{name}.parquet").is_file()]
-        frames = [f for f in frames if len(f)]
-        out[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    out["summary"] = summarise(out["results"])
-    for name, df in out.items():
-        atomic_write(root / "tables" / f"{name}.csv", df.to_csv(index=False).encode())
-        if name == "results":
-            atomic_write(root / "tables" / f"{name}.parquet", parquet_bytes(df))
-    return out
-
-
-def read_run(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame], dict[str, np.lib.npyio.NpzFile]]:
-    """(manifest, tables, {identity: examples}) of a run folder, for the report."""
-    root = Path(out)
-    manifest = RunStore(root).read_manifest()
-    if manifest is None or manifest.get("kind") != "protect-eval":
-        raise LeamError(f"{out}: no run.json of `leam protect-eval`")
-    units = {n: unit_dir_name(n) for n in manifest["identities"]}
-    tables = consolidate(root, list(units.values()))
-    done = [n for n, u in units.items() if (root / "parts" / u / "done.json").is_file()]
-    manifest = {**manifest, "done": done}
-    examples = {}
-    for n in done:
-        path = root / "parts" / units[n] / "examples.npz"
-        if path.is_file() and "original" in (z := np.load(path)).files:
-            examples[n] = z
-    return manifest, tables, examples

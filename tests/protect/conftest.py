@@ -29,6 +29,21 @@ def facenet_model():
     return create_model("facenet")
 
 
+@pytest.fixture(scope="package")
+def face_setup(demo_person, facenet_model):
+    """The first photo of ``demo_person``, its references (the other two), its LEAM map on the photo and the
+    pixels facenet sees."""
+    from leam.protect.mask import leam_aggregates, photo_map
+    from leam.protect.person import embed_all, load_photo, references_for
+
+    photos = [load_photo(p, [facenet_model]) for p in demo_person[:3]]
+    refs = references_for(0, embed_all([facenet_model], photos))
+    name = facenet_model.spec.name
+    agg = leam_aggregates(facenet_model, [photos[0].aligned[name]], refs[name].mean(0)[None])[0]
+    values, region = photo_map({name: agg}, {name: photos[0].aligned[name].warp}, photos[0].photo.shape[:2])
+    return photos[0], refs, values, region
+
+
 @pytest.fixture(autouse=True, scope="package")
 def _one_thread():
     """One torch thread: on a busy machine two threads per process spin and wait far more than they compute."""

@@ -87,19 +87,6 @@ def test_dense_epsilon_spreads_the_l2_norm():
     assert dense_epsilon(5.0, 0) == 0.0
 
 
-@pytest.fixture(scope="module")
-def face_setup(demo_person, facenet_model):
-    from leam.protect.mask import leam_aggregates, photo_map
-    from leam.protect.person import embed_all, load_photo, references_for
-
-    photos = [load_photo(p, [facenet_model]) for p in demo_person[:3]]
-    refs = references_for(0, embed_all([facenet_model], photos))
-    name = facenet_model.spec.name
-    agg = leam_aggregates(facenet_model, [photos[0].aligned[name]], refs[name].mean(0)[None])[0]
-    values, region = photo_map({name: agg}, {name: photos[0].aligned[name].warp}, photos[0].photo.shape[:2])
-    return photos[0], refs, values, region
-
-
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_pgd_changes_only_masked_pixels_within_epsilon(face_setup, facenet_model, precision):
     photo, refs, values, region = face_setup
