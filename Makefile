@@ -38,7 +38,7 @@ oracle: $(ORACLE)/.installed
 # The main job: a study of the registered pretrained models over DATA, and its HTML report.
 MODELS ?= dlib-resnet facenet facenet-keras
 demo: setup
-	$(BIN)/leam study $(DATA) --models $(MODELS) --largest-face --occlusion-seeds 3 --pairs 100 --workers 2 --out $(OUT)/study
+	$(BIN)/leam study $(DATA) --models $(MODELS) --face largest --occlusion-seeds 3 --pairs 100 --workers 2 --out $(OUT)/study
 	$(BIN)/leam report $(OUT)/study --out $(OUT)/report.html
 	@echo "open $(OUT)/report.html"
 

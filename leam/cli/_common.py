@@ -111,6 +111,18 @@ def resolve_layer_args(model: FaceModel, layers: list[str] | None) -> list[str]:
     return layers
 
 
+def add_face_option(p: argparse.ArgumentParser, default: str = "only") -> None:
+    """``--face only|largest|central``: which face of a photo with several; ``--largest-face`` is kept as a
+    hidden alias of ``--face largest`` (the two are not given together)."""
+    from leam.face.detect import FACE_CHOICES
+
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--face", choices=FACE_CHOICES, default=default,
+                       help=f"of several faces in a photo: only (refuse the photo), largest, or central (the one "
+                            f"nearest the photo's centre, as LFW centres its subject); default: {default}")
+    which.add_argument("--largest-face", dest="face", action="store_const", const="largest", help=argparse.SUPPRESS)
+
+
 def add_parser_options(p: argparse.ArgumentParser) -> None:
     from leam.parse import DEFAULT_PARSER, list_parsers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from leam.cli._common import add_model_options, load_model
+from leam.cli._common import add_face_option, add_model_options, load_model
 from leam.explain import embed_faces
 from leam.face import align_file
 
@@ -14,14 +14,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="print face embeddings")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_options(p)
-    p.add_argument("--largest-face", action="store_true", help="with several faces, take the largest")
+    add_face_option(p)
     p.add_argument("--json", action="store_true", help='print a JSON list of {"path", "embedding"}')
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args)
-    faces = [align_file(path, model.spec.template, args.largest_face) for path in args.images]
+    faces = [align_file(path, model.spec.template, args.face) for path in args.images]
     embeddings = embed_faces(model, faces)
     if args.json:
         print(json.dumps([{"path": p, "embedding": e.tolist()} for p, e in zip(args.images, embeddings)]))

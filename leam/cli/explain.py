@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
-from leam.cli._common import add_model_options, load_model, resolve_layer_args
+from leam.cli._common import add_face_option, add_model_options, load_model, resolve_layer_args
 from leam.explain import explain_file
 from leam.image import load_image
 from leam.maps import AGGREGATIONS, DIRECTIONS
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", choices=DIRECTIONS, default="loss",
                    help="'loss': ReLU of d(1-cos)/dA, as the reference study (default); 'similarity': d cos/dA")
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean", help="how layers are combined")
-    p.add_argument("--largest-face", action="store_true", help="with several faces, take the largest")
+    add_face_option(p)
     p.add_argument("--out", default="leam-out", help="output folder (default: leam-out)")
     p.set_defaults(func=run)
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     layers = resolve_layer_args(model, args.layers)
     outputs = check_outputs(explanation_files(args.out, layers), inputs)
     photo = load_image(args.image)
-    ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate, args.largest_face,
+    ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate, args.face,
                       photo)
     claim_outputs(outputs)
     write_explanation(ex, args.out, photo)

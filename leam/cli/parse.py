@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs
-from leam.cli._common import add_model_options, add_parser_options, load_parser, model_template
+from leam.cli._common import add_face_option, add_model_options, add_parser_options, load_parser, model_template
 from leam.face import align_file
 from leam.image import load_image
 from leam.regions import PARSE_FILES, parse_face, write_parse
@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE")
     add_parser_options(p)
     add_model_options(p)
-    p.add_argument("--largest-face", action="store_true", help="with several faces, take the largest")
+    add_face_option(p)
     p.add_argument("--out", default="leam-parse", help="output folder (default: leam-parse)")
     p.set_defaults(func=run)
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     template = model_template(args)
     outputs = check_outputs([Path(args.out) / f for f in PARSE_FILES], {"photo": [args.image]})
     photo = load_image(args.image)
-    face = align_file(args.image, template, args.largest_face)
+    face = align_file(args.image, template, args.face)
     labels = parse_face(load_parser(args), photo, face)
     claim_outputs(outputs)
     write_parse(labels, face, args.out)

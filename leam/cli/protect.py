@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from leam.cli._common import positive_int
+from leam.cli._common import add_face_option, positive_int
 from leam.errors import LeamError
-from leam.face.detect import FACE_CHOICES
 from leam.models import DEFAULT_MODEL, list_models
 
 
@@ -15,8 +14,7 @@ def add_protect_options(p: argparse.ArgumentParser) -> None:
     """Options of the face choice and the optimiser, shared with ``leam protect-eval``."""
     from leam.protect.optimise import OBJECTIVES, PRECISIONS
 
-    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
-                   help="of several faces in a photo: largest (default), central, or only (refuse)")
+    add_face_option(p, default="largest")
 
     p.add_argument("--epsilon", type=float, default=255.0, metavar="E",
                    help="largest change of a masked pixel's channel, grey levels 1-255 (default: 255, any content: "

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
-from leam.cli._common import add_model_options, add_parser_options, load_model, load_parser, resolve_layer_args
+from leam.cli._common import (
+    add_face_option,
+    add_model_options,
+    add_parser_options,
+    load_model,
+    load_parser,
+    resolve_layer_args,
+)
 from leam.explain import explain_file
 from leam.image import load_image
 from leam.maps import DIRECTIONS
@@ -25,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", choices=DIRECTIONS, default="loss")
     p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P",
                    help="top-p %% thresholds (default: 1 5 10 25 50 100)")
-    p.add_argument("--largest-face", action="store_true", help="with several faces, take the largest")
+    add_face_option(p)
     p.add_argument("--out", default="leam-regions", help="output folder (default: leam-regions)")
     p.set_defaults(func=run)
 
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = check_outputs([*explanation_files(out, layers), *(out / f for f in PARSE_FILES + REGIONS_FILES)], inputs)
     photo = load_image(args.image)
     ex = explain_file(model, args.image, args.reference, layers, args.direction,
-                      largest_face=args.largest_face, photo=photo)
+                      largest_face=args.face, photo=photo)
     labels = parse_face(parser, photo, ex.aligned)
     result = explanation_regions(ex, labels, args.thresholds)
     claim_outputs(outputs)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from leam.cli._common import non_negative_int, positive_int, progress_bar, workers_count
+from leam.cli._common import add_face_option, non_negative_int, positive_int, progress_bar, workers_count
 from leam.errors import LeamError
-from leam.face.detect import FACE_CHOICES
 from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
 from leam.models import DEFAULT_MODEL, list_models
@@ -44,9 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=non_negative_int, default=200,
                    help="same-identity map pairs per model (and as many different); 0: none")
     p.add_argument("--no-transfer", action="store_true", help="skip occluding each model with the others' maps")
-    p.add_argument("--largest-face", action="store_true", help="with several faces in a photo, take the largest")
-    p.add_argument("--face", choices=FACE_CHOICES, default=None,
-                   help="of several faces: only (record a failure; default), largest, or central (LFW-style photos)")
+    add_face_option(p)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--workers", type=workers_count, default="auto", metavar="N|auto",
                    help="units run side by side in N processes, each on one core (default auto: one per core, "
@@ -90,7 +87,7 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         occlusion_layers=tuple(args.occlusion_layers),
         pairs=args.pairs,
         transfer=not args.no_transfer,
-        face=args.face or ("largest" if args.largest_face else "only"),
+        face=args.face,
         seed=args.seed,
     )
 

@@ -79,7 +79,7 @@ def select_face(faces: list[Face], source: str, largest: bool = False) -> Face:
         listed = ", ".join(f"({a},{b},{c},{d})" for a, b, c, d in boxes)
         raise MultipleFacesError(
             f"{source}: {len(faces)} faces found at (left,top,right,bottom) {listed}; "
-            "use --largest-face to take the largest",
+            "use --face largest to take the largest (or --face central: the one nearest the centre)",
             boxes,
         )
     return faces[0]

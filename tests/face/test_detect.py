@@ -57,7 +57,7 @@ def test_two_faces_without_a_rule_is_an_error(couple):
     with pytest.raises(MultipleFacesError) as e:
         align_file(path, DLIB_TEMPLATE)
     message = str(e.value)
-    assert "couple.jpg" in message and "2 faces" in message and "--largest-face" in message
+    assert "couple.jpg" in message and "2 faces" in message and "--face largest" in message
     for left, top, right, bottom in (f.box for f in faces):
         assert f"({left},{top},{right},{bottom})" in message
     assert e.value.boxes == [f.box for f in faces]

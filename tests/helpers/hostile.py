@@ -4,7 +4,7 @@ Nothing here is committed but this generator; every file is written into a folde
 Each ``Hostile`` says what leam must do with it: ``error`` is a regular expression the one-line error
 must match, or None when the file is legitimately fine (a CMYK JPEG, a 16-bit PNG, an EXIF-rotated
 photo: the face must be found); ``largest`` marks photos with several faces that are fine once
-``--largest-face`` is given. Multi-frame files (GIF, TIFF) are read at their first frame.
+``--face largest`` is given. Multi-frame files (GIF, TIFF) are read at their first frame.
 
 >>> cases = write_hostile_images(tmp / "hostile", [face_a, face_b])     # doctest: +SKIP
 """
@@ -55,7 +55,7 @@ class Hostile:
     path: Path
     error: str | None
     face: bool = False  # the error is about faces (none, several), not the file
-    largest: bool = False  # several faces: fine with --largest-face
+    largest: bool = False  # several faces: fine with --face largest
     same_as_first: bool = False  # its face is faces[0]'s, where faces[0] has it (upright, first frame)
 
 

@@ -25,7 +25,7 @@ from tests.helpers.tiny_models import registered_parser
 from tests.study.conftest import linked_people
 
 pytestmark = pytest.mark.reliability
-FAST = ["--models", "dlib-resnet", "--workers", "1", "--largest-face", "--pairs", "1", "--occlusion-seeds", "1",
+FAST = ["--models", "dlib-resnet", "--workers", "1", "--face", "largest", "--pairs", "1", "--occlusion-seeds", "1",
         "--occlusion-percents", "5", "--thresholds", "10", "100", "--no-transfer",
         "--layers", "dlib-resnet=stage2.block1,stage4.block2"]
 

@@ -188,7 +188,7 @@ def test_a_run_without_checksums_is_still_read(three_people, base, run) -> None:
     part = store.unit_dir(unit) / "regions.parquet"
     flip(part, 0.0)  # its first bytes: no Parquet file (damage elsewhere may pass unseen without checksums)
     assert store.is_done(unit)  # sizes only: the damage does not show there
-    rc, err = leam(["study", three_people, "--models", "dlib-resnet", "--largest-face", "--pairs", "6",
+    rc, err = leam(["study", three_people, "--models", "dlib-resnet", "--face", "largest", "--pairs", "6",
                     "--occlusion-seeds", "2", "--occlusion-percents", "1", "5", "--thresholds", "1", "10", "100",
                     "--workers", "1", "--out", run])
     assert rc == 1 and err.strip().splitlines()[-1].startswith(f"leam: error: {part} is damaged"), err

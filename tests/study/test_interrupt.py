@@ -29,7 +29,7 @@ from tests.study.conftest import linked_people
 pytestmark = [pytest.mark.reliability,
               pytest.mark.skipif(sys.platform != "linux", reason="uses SIGKILL, RLIMIT_FSIZE and /proc")]
 KILLS = 20
-SMALL = ["--models", "dlib-resnet", "--workers", "1", "--largest-face", "--pairs", "3", "--occlusion-seeds", "1",
+SMALL = ["--models", "dlib-resnet", "--workers", "1", "--face", "largest", "--pairs", "3", "--occlusion-seeds", "1",
          "--occlusion-percents", "5", "--thresholds", "10", "100",
          "--layers", "dlib-resnet=stage2.block1,stage4.block2"]
 

@@ -84,7 +84,7 @@ def test_sigkilled_at_random_points_then_resumed(data, reference_tables, tmp_pat
     """SIGKILL the command at several points of its work (just after a unit is written, plus a random
     delay, so kills land inside units and between them); each time start it again."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "leam.cli.main", "study", str(data), "--models", "dlib-resnet", "--largest-face",
+    cmd = [sys.executable, "-m", "leam.cli.main", "study", str(data), "--models", "dlib-resnet", "--face", "largest",
            "--pairs", "6", "--workers", "1", "--out", str(out)]
     cmd += ["--thresholds", "1", "10", "100", "--occlusion-seeds", "2", "--occlusion-percents", "1", "5"]
     rng = random.Random(0)
