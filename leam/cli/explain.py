@@ -7,10 +7,10 @@ from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
 from leam.cli._common import add_face_option, add_model_options, load_model, resolve_layer_args
-from leam.explain import explain_file
-from leam.image import load_image
+from leam.data.images import load_image
 from leam.maps import AGGREGATIONS, DIRECTIONS
-from leam.outputs import explanation_files, write_explanation
+from leam.maps.explain import explain_file
+from leam.report.explanation import explanation_files, write_explanation
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

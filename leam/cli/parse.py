@@ -7,9 +7,10 @@ from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs
 from leam.cli._common import add_face_option, add_model_options, add_parser_options, load_parser, model_template
+from leam.data.images import load_image
 from leam.face import align_file
-from leam.image import load_image
-from leam.regions import PARSE_FILES, parse_face, write_parse
+from leam.maps.face_regions import parse_face
+from leam.report.explanation import PARSE_FILES, write_parse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -14,12 +14,19 @@ from leam.cli._common import (
     load_parser,
     resolve_layer_args,
 )
-from leam.explain import explain_file
-from leam.image import load_image
+from leam.data.images import load_image
 from leam.maps import DIRECTIONS
+from leam.maps.explain import explain_file
+from leam.maps.face_regions import explanation_regions, parse_face
 from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
-from leam.outputs import explanation_files, write_explanation
-from leam.regions import PARSE_FILES, REGIONS_FILES, explanation_regions, parse_face, write_parse, write_regions
+from leam.report.explanation import (
+    PARSE_FILES,
+    REGIONS_FILES,
+    explanation_files,
+    write_explanation,
+    write_parse,
+    write_regions,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
