@@ -27,11 +27,12 @@ from torch import nn
 
 from leam._torch_state import preserved_state
 from leam.errors import ModelError
+from leam.face.templates import ARCFACE_TEMPLATE, AlignmentTemplate
 from leam.models import _onnx, _onnx_data
 from leam.models._files import existing_file
-from leam.models._registry import AlignmentTemplate, FaceModel, ModelSpec
+from leam.models._registry import FaceModel, ModelSpec
 from leam.models._torch_file import load_torch_file, pickles_trusted
-from leam.models.iresnet import ARCFACE_TEMPLATE, DEPTHS, expected_state, state_dict_mismatch
+from leam.models.iresnet import DEPTHS, expected_state, state_dict_mismatch
 
 N_DEFAULT_LAYERS = 9
 
