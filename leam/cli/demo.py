@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from leam.cli._common import (
+    add_face_option,
     add_model_options,
     add_parser_options,
     load_model,
@@ -26,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all'")
     p.add_argument("--direction", choices=DIRECTIONS, default="loss")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="explain at most N photos")
+    add_face_option(p, default="largest")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     p.set_defaults(func=run)
 
@@ -35,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     layers = resolve_layer_args(model, args.layers)
     parser = load_parser(args)
     with progress_bar("explaining") as progress:
-        items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, progress=progress,
-                         parser=parser)
+        items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, args.face, progress, parser)
     failed = sum(1 for i in items if i.error)
     print(f"explained {len(items) - failed} photos ({failed} failed); open {Path(args.out) / 'index.html'}")
     return 0

@@ -89,14 +89,15 @@ def run_demo(
     layers: Sequence[str] | None = None,
     direction: str = "loss",
     limit: int | None = None,
-    largest_face: bool = True,
+    largest_face: bool | str = True,
     progress: Callable[[int, int], None] | None = None,
     parser: FaceParser | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
 ) -> list[DemoItem]:
     """Explain every planned photo into ``out`` with its face regions, summarise the regions per
-    identity, and write ``out/index.html``; returns the items. ``progress(done, total)`` is called after
-    each photo."""
+    identity, and write ``out/index.html``; returns the items. ``largest_face``: which face of a photo with
+    several (True or "largest", "central", False or "only": ``align_photo``); ``progress(done, total)`` is
+    called after each photo."""
     out = Path(out)
     parser = parser or create_parser()
     items = plan_demo(data, limit)
@@ -120,7 +121,7 @@ def explain_item(
     folder: Path,
     layers: Sequence[str],
     direction: str,
-    largest_face: bool,
+    largest_face: bool | str,
     parser: FaceParser,
     thresholds: Sequence[float],
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from leam.cli.main import build_parser
 
-DEFAULTS = {"explain": "only", "regions": "only", "parse": "only", "embed": "only", "study": "only",
+DEFAULTS = {"explain": "only", "regions": "only", "parse": "only", "embed": "only", "study": "only", "demo": "largest",
             "verify": "largest", "protect": "largest", "protect-eval": "largest"}
 
 
