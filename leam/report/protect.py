@@ -17,21 +17,16 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from leam._io import write_file as atomic_write_bytes  # noqa: E402
+from leam.protect.methods import list_methods, method_spec  # noqa: E402
 from leam.report.page import esc, html_table, img, page  # noqa: E402
 from leam.report.plots import literal, png_bytes  # noqa: E402
 
-METHOD_LABELS = {"leam": "LEAM pixels, optimised", "consensus": "consensus pixels, optimised",
-                 "random": "random pixels, optimised", "black": "LEAM pixels, black",
-                 "dense": "all pixels, equal L2", "resaved": "unprotected, re-encoded"}
-COLOURS = {"leam": "#c0392b", "consensus": "#8e44ad", "random": "#7f8c8d", "black": "#2c3e50", "dense": "#2980b9"}
-METHOD_NOTES = (
-    "leam: the budget's pixels with the highest LEAM map (mean of the ensemble's aggregate maps drawn onto "
-    "the photo), their content optimised; consensus: the same pixels chosen from the person's consensus map "
-    "(every photo's and model's map carried into one aligned frame and averaged); random: as many pixels "
-    "drawn uniformly from those the models see, optimised the same way; black: the leam pixels set to black "
-    "(the reference study's occlusion); dense: every pixel the models see, optimised under an L∞ bound and an "
-    "L2 bound equal to the leam perturbation's L2 norm; resaved: the unprotected photo written the same way."
-)
+# the methods' labels, colours and notes from their registry (which loads no model); "resaved" is
+# protect-eval's control, not a method
+METHOD_LABELS = {**{m: method_spec(m).label for m in list_methods()}, "resaved": "unprotected, re-encoded"}
+COLOURS = {m: method_spec(m).colour for m in list_methods()}
+METHOD_NOTES = "; ".join([*(f"{m}: {method_spec(m).note}" for m in list_methods()),
+                          "resaved: the unprotected photo written the same way."])
 
 
 def _pct(v) -> str:
@@ -122,7 +117,7 @@ def _box_slice(shape, box, pad: float = 0.35) -> tuple[slice, slice]:
 
 def write_eval_report(run: str | Path, out: str | Path | None = None) -> Path:
     """The report of a ``leam protect-eval`` run folder (default ``RUN/report.html``)."""
-    from leam.protect.study import read_run
+    from leam.protect.runs import read_run
     from leam.protect.summary import seen_table
 
     manifest, tables, examples = read_run(run)
