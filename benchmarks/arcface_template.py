@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 from skimage.transform import SimilarityTransform
 
+from leam.data.images import load_image
 from leam.face import detect_faces
-from leam.image import load_image
 from leam.models.iresnet import ARCFACE_DST, ARCFACE_TEMPLATE
 
 PAD, UP = 56, 2

@@ -78,7 +78,7 @@ CHIP_SIZE, CHIP_PADDING = 150, 0.25  # what dlib's face-recognition example (and
 class DlibFace:
     """dlib's own results for one photo: detection, 5 landmarks, and its aligned 150x150 chip.
 
-    ``image`` is the photo as ``leam.image.load_image`` reads it, and dlib is run on that same
+    ``image`` is the photo as ``leam.data.images.load_image`` reads it, and dlib is run on that same
     array: ``dlib.load_rgb_image`` decodes JPEGs with its own libjpeg, whose pixels differ from
     Pillow's by up to ~25 grey levels, which would hide what the tests compare.
     """
@@ -118,7 +118,7 @@ def lfw_dlib_faces(lfw_dir, dlib_detector, dlib_predictor) -> list[DlibFace]:
     """dlib's results on 24 LFW photos picked evenly from the sorted file list (photos with no face skipped)."""
     import dlib
 
-    from leam.image import load_image
+    from leam.data.images import load_image
 
     files = sorted(lfw_dir.glob("*/*.jpg"))
     faces = []

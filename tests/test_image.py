@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from leam.data.images import load_image
 from leam.errors import ImageError
-from leam.image import load_image
 
 EXIF_ORIENTATION = 0x0112
 

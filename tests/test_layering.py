@@ -18,6 +18,7 @@ import pytest
 
 # The bottom layers and everything downstream of the models: none may load a model or torch.
 TORCH_FREE = (
+    "leam",
     "leam._io",
     "leam._paths",
     "leam.face.templates",
@@ -36,6 +37,10 @@ TORCH_FREE = (
     "leam.report.html",
     "leam.report.tables",
     "leam.report.plots",
+    "leam.report.page",
+    "leam.report.render",
+    "leam.report.verification",
+    "leam.metrics.verification",
 )
 FORBIDDEN = ("torch", "leam.models", "leam.parse", "leam.maps")
 
@@ -99,3 +104,13 @@ def test_the_watch_sees_a_model_load_torch():
     assert found["leam.face"] == {}
     chain = found["leam.models"]["torch"]
     assert chain[0] == "leam.models" and chain[-1].split(".")[0] == "torch", chain
+
+
+def test_the_public_names_resolve_from_the_package() -> None:
+    """``from leam import explain_file`` and the other re-exported names load their module on first use."""
+    import leam
+
+    for name in leam.__all__:
+        assert getattr(leam, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        leam.nope  # noqa: B018

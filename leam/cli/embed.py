@@ -6,8 +6,8 @@ import argparse
 import json
 
 from leam.cli._common import add_face_option, add_model_options, load_model
-from leam.explain import embed_faces
 from leam.face import align_file
+from leam.maps.explain import embed_faces
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

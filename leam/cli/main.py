@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from leam import __version__
+from leam._io import text_name
 from leam.cli import demo, embed, explain, layers, models, parse, protect, protect_eval, regions, report, study, verify
-from leam.dataset import text_name
 from leam.errors import LeamError
 
 

@@ -84,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from leam.protect.api import protect_files
-    from leam.protect.report import write_protect_report
+    from leam.report.protect import write_protect_report
 
     set_threads(args)
     result = protect_files(args.images, args.models, args.out, budget=args.budget, mask=args.mask,

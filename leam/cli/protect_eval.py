@@ -35,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leam.protect.report import write_eval_report
     from leam.protect.study import EvalConfig, run_protect_eval
+    from leam.report.protect import write_eval_report
 
     set_threads(args)
     config = EvalConfig(

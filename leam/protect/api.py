@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs, unique_names, write_file
+from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import warp_to_photo
-from leam.image import load_image
 from leam.models import FaceModel, create_model, default_weights_path, list_models
 from leam.protect.core import ProtectConfig, protect_photo
 from leam.protect.evaluate import evaluate_photo, visible_change

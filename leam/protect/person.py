@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import AlignedFace, Face, detect_faces, estimate_warp, warp_to_chip
 from leam.face.detect import choose_face
-from leam.image import load_image
 from leam.models import FaceModel
 
 

@@ -27,10 +27,11 @@ import pandas as pd
 
 from leam import __version__
 from leam._paths import check_run_folder
+from leam.data.dataset import load_dataset
+from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import warp_to_photo
 from leam.face.detect import FACE_CHOICES
-from leam.image import load_image
 from leam.models import FaceModel, create_model, model_spec
 from leam.protect.core import ProtectConfig, protect_photo
 from leam.protect.evaluate import evaluate_photo, visible_change
@@ -39,7 +40,6 @@ from leam.protect.methods import list_methods, method_spec
 from leam.protect.person import ensemble_name, load_photo, references_for
 from leam.protect.runs import RUN_FILES, ProtectStore, consolidate, read_manifest, read_run, unit_name
 from leam.protect.save import save_like, source_format
-from leam.study.dataset import load_dataset
 from leam.study.inputs import identity_inputs
 
 __all__ = ["ENSEMBLES", "EvalConfig", "RUN_FILES", "identity_unit", "read_run", "run_protect_eval",

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leam.data.dataset import Photo
 from leam.study.checksums import sha256_file
 from leam.study.config import StudyConfig
-from leam.study.dataset import Photo
 from leam.study.store import LEGACY, RunStore, unit_dir_name
 from leam.study.units import Unit
 

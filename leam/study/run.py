@@ -20,12 +20,12 @@ import pandas as pd
 
 from leam import __version__
 from leam._paths import RUN_MANIFEST, check_run_folder
+from leam.data.dataset import skipped_entries
 from leam.errors import LayerError, LeamError, ModelError
 from leam.maps.hooks import resolve_layers
 from leam.models import default_weights_path, model_spec
 from leam.parse import list_parsers
 from leam.study.config import StudyConfig, differences
-from leam.study.dataset import skipped_entries
 from leam.study.engines import check_engine, ray_units, resolve_device, start_ray
 from leam.study.inputs import StudyInputs, plain, unit_name
 from leam.study.store import BACKUP, RunStore, unit_dir_name

@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 from skimage.transform import AffineTransform, warp
 
+from leam.data.dataset import Photo
+from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import align_photo
-from leam.image import load_image
 from leam.maps import LEAM
 from leam.maps.leam import SELF_REFERENCE_COS
 from leam.metrics.occlusion import occlusion_drops
@@ -27,7 +28,6 @@ from leam.metrics.similarity import bhattacharyya, emd
 from leam.models import FaceModel
 from leam.parse import UNLABELLED, FaceParser
 from leam.study.config import StudyConfig
-from leam.study.dataset import Photo
 
 BATCH = 16
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from leam.data.dataset import load_dataset
 from leam.models import FaceModel, create_model
 from leam.parse import FaceParser, create_parser
 from leam.study.config import StudyConfig
-from leam.study.dataset import load_dataset
 from leam.study.inputs import identity_inputs, reads, unit_name, upstream_inputs
 from leam.study.store import RunStore
 from leam.study.units import Unit, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage.transform import SimilarityTransform
 
+from leam.data.images import load_image
 from leam.face import Warp, detect_faces, estimate_warp, warp_to_chip, warp_to_photo
-from leam.image import load_image
 from leam.models import AlignmentTemplate
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from leam.data.images import load_image
 from leam.errors import FaceError, MultipleFacesError, NoFaceError
 from leam.face import Face, align_file, align_photo, detect_faces, select_face
 from leam.face.detect import DETECT_MAX_SIDE
-from leam.image import load_image
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 
 LFW_PHOTO = "Aaron_Peirsol/Aaron_Peirsol_0001.jpg"

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from leam.data.images import load_image
 from leam.errors import LeamError
-from leam.image import load_image
 
 pytestmark = pytest.mark.reliability
 EXIF_ORIENTATION = 0x0112

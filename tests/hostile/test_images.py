@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from leam._io import text_name
 from leam.cli.main import main
-from leam.dataset import text_name
+from leam.data.images import load_image
 from leam.errors import ImageError
 from leam.face import align_file
-from leam.image import load_image
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 from tests.helpers.hostile import GOOD, NAMES, NON_UTF8, Hostile, write_hostile_images
 
@@ -133,7 +133,7 @@ def test_bomb_is_refused_fast_without_allocating(hostile) -> None:
     a second and leaves the peak memory where it was."""
     probe = (
         "import resource, sys, time\n"
-        "from leam.image import load_image\n"
+        "from leam.data.images import load_image\n"
         "from leam.errors import ImageError\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "start = time.perf_counter()\n"

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin, TiffImagePlugin
 
-from leam.image import load_image
+from leam.data.images import load_image
 from leam.protect.save import encode_like
 from tests.conftest import SHARED_DATA
 

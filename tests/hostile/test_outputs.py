@@ -15,7 +15,7 @@ import pytest
 
 from leam._paths import MARKER, check_outputs, claim_outputs, unique_names, write_file
 from leam.cli.main import main
-from leam.dataset import scan_identity_folders
+from leam.data.folders import scan_identity_folders
 from leam.errors import LeamError
 from tests.conftest import SHARED_DATA
 

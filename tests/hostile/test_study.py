@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from leam._io import text_name
 from leam.cli.main import main
-from leam.dataset import text_name
 from leam.study.store import RunStore
 from tests.helpers.hostile import Hostile, write_hostile_images
 

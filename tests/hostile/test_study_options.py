@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from leam.cli.main import main
-from leam.study.dataset import load_dataset, skipped_entries
+from leam.data.dataset import load_dataset, skipped_entries
 from leam.study.store import RunStore
 from tests.helpers.tiny_models import registered_parser
 from tests.study.conftest import linked_people

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from torch import nn
 
+from leam.data.dataset import load_dataset
 from leam.errors import FaceError, ModelError
 from leam.face import align_file
 from leam.models import create_model, default_weights_path, list_models
 from leam.models._dlib_net import read_dlib_net_file
 from leam.models.dlib_resnet import MEAN_RGB, Affine, expected_layers, installed_weights
-from leam.study.dataset import load_dataset
 
 N_PARAMS = 5_614_592  # 29 convs (weights + biases), 29 affines (gamma + beta), fc 256x128
 PARITY_TOL = 1e-4

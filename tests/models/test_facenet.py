@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import torch
 
+from leam.data.dataset import load_dataset
+from leam.data.images import load_image
 from leam.errors import FaceError, ModelError
 from leam.face import align_file, detect_faces, estimate_warp, select_face, warp_to_chip
-from leam.image import load_image
 from leam.maps import LEAM, layer_shapes
 from leam.models import create_model, default_weights_path, list_models
 from leam.models._inception_resnet_v1 import InceptionResnetV1, TFConv2d, tf_same_padding
 from leam.models._tf_graph import TFGraphError, read_graph_file
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 from leam.models.facenet import conv_scopes, installed_weights, load_graph_weights
-from leam.study.dataset import load_dataset
 from tests.conftest import REPO_ROOT
 
 ORACLE_PYTHON = REPO_ROOT / ".venv-oracle" / "bin" / "python"

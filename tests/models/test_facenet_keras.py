@@ -28,7 +28,7 @@ from leam.models.facenet_keras import (
     load_keras_weights,
     read_keras_file,
 )
-from leam.verify import run_verify
+from leam.study.verification import run_verify
 from tests.models.keras_reference import read_model, run_model
 
 pytestmark = [

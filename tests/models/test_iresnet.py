@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from leam.cli.main import main
+from leam.data.images import load_image
 from leam.errors import ModelError
 from leam.face import align_photo
-from leam.image import load_image
 from leam.maps import LEAM, layer_shapes
 from leam.models import create_model, default_weights_path, list_models, model_spec
 from leam.models.iresnet import ARCFACE_DST, ARCFACE_TEMPLATE, DEPTHS, expected_state

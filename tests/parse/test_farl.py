@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
+from leam.data.images import load_image
 from leam.errors import ModelError
 from leam.face import AlignedFace, align_file
-from leam.image import load_image
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 from leam.parse import CLASSES, UNLABELLED, create_parser, list_parsers
 from leam.parse._crop import head_crop_warp

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from skimage.transform import AffineTransform, warp
 
+from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import AlignedFace, align_file
-from leam.image import load_image
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 from leam.parse import CLASSES, UNLABELLED, create_parser, list_parsers
 from leam.parse.landmarks import PROVIDES, chip_box, landmarks68, rasterize, region_polygons

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from leam.data.images import load_image
 from leam.errors import LeamError, ModelError
 from leam.face import align_file
-from leam.image import load_image
 from leam.models.dlib_resnet import DLIB_TEMPLATE
 from leam.parse import CLASSES, UNLABELLED, create_parser, list_parsers
 from leam.parse.landmarks import landmarks68

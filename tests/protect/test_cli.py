@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from leam.cli.main import main
-from leam.image import load_image
+from leam.data.images import load_image
 
 
 def _png_copies(photos: list[Path], folder: Path, names: list[str]) -> list[Path]:

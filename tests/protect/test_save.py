@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
+from leam.data.images import load_image
 from leam.errors import ImageError
-from leam.image import load_image
 from leam.protect.save import encode_like, save_like
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from leam.data.images import load_image
 from leam.face import detect_faces, estimate_warp, warp_to_chip
-from leam.image import load_image
 from leam.models import model_spec
 from leam.protect.mask import chip_to_chip
 from leam.protect.warp import ChipSampler, footprint, reduce_factor

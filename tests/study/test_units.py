@@ -59,8 +59,8 @@ def test_each_photo_is_embedded_once(three_people: Path, dlib_resnet_model) -> N
     """Through the net go each photo once (the embedding batch: references, distances, the unoccluded score),
     each explained photo once more in LEAM's forward (its gradients need it), and the occluded chips; the
     explained photos' embeddings are kept for the transfer."""
+    from leam.data.dataset import load_dataset
     from leam.parse import create_parser
-    from leam.study.dataset import load_dataset
     from leam.study.units import Unit, identity_unit, unit_rng
     from tests.study.conftest import quick_config
 
