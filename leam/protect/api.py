@@ -22,7 +22,7 @@ from leam.protect.mask import consensus_map, leam_aggregates
 from leam.protect.methods import list_methods, method_spec
 from leam.protect.person import PersonPhoto, embed_all, ensemble_name, load_photo, references_for
 from leam.protect.save import save_like, source_format
-from leam.protect.summary import summarise
+from leam.protect.summary import summarise_protection
 
 MASKS = tuple(list_methods("mask"))  # as registered when leam loads (``list_methods`` for the current ones)
 BASELINES = tuple(list_methods("baseline"))
@@ -57,7 +57,7 @@ class ProtectResult:
         return [p.versions[self.mask][0] for p in self.photos]
 
     def summary(self) -> pd.DataFrame:
-        return summarise(self.rows)
+        return summarise_protection(self.rows)
 
     def lines(self) -> list[str]:
         """A short text summary: per model, match rate and cosine before → after for the main protection."""

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from leam.errors import LeamError
-from leam.protect.summary import summarise
+from leam.protect.summary import summarise_protection
 from leam.study.store import BACKUP, CHECKSUMS, RunStore, atomic_write, unit_dir_name
 
 KIND = "protect-eval"
@@ -54,7 +54,7 @@ def consolidate(store: ProtectStore, identities: list[str]) -> dict[str, pd.Data
 
 def _with_summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     out = {name: tables.get(name, pd.DataFrame()) for name in TABLES}
-    out["summary"] = summarise(out["results"])
+    out["summary"] = summarise_protection(out["results"])
     return out
 
 

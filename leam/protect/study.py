@@ -42,7 +42,7 @@ from leam.protect.runs import RUN_FILES, ProtectStore, consolidate, read_manifes
 from leam.protect.save import save_like, source_format
 from leam.study.inputs import identity_inputs
 
-__all__ = ["ENSEMBLES", "EvalConfig", "RUN_FILES", "identity_unit", "read_run", "run_protect_eval",
+__all__ = ["ENSEMBLES", "EvalConfig", "RUN_FILES", "protect_identity", "read_run", "run_protect_eval",
            "select_identities"]
 
 ENSEMBLES = ("loo", "all", "both")
@@ -100,7 +100,7 @@ def select_identities(config: EvalConfig) -> dict[str, list]:
     return {n: dataset[n] for n in names}
 
 
-def identity_unit(config: EvalConfig, models: dict[str, FaceModel], identity: str, photos: list,
+def protect_identity(config: EvalConfig, models: dict[str, FaceModel], identity: str, photos: list,
                   scratch: Path) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
     """Every result of one identity: rows of ``results`` and ``failures``, and example crops."""
     all_models = [models[n] for n in config.models]
@@ -203,7 +203,7 @@ def run_protect_eval(config: EvalConfig, out: str | Path,
         with tempfile.TemporaryDirectory(prefix="leam-protect-") as scratch:
             for k, name in enumerate(pending, 1):
                 wall, cpu = time.perf_counter(), time.process_time()
-                tables, examples = identity_unit(config, models, name, identities[name], Path(scratch))
+                tables, examples = protect_identity(config, models, name, identities[name], Path(scratch))
                 store.write_unit(unit_name(name), tables, examples, info={
                     "unit": name, "inputs": inputs[name], "seconds": round(time.perf_counter() - wall, 3),
                     "cpu_seconds": round(time.process_time() - cpu, 3)})

@@ -29,7 +29,7 @@ def with_before(results: pd.DataFrame) -> pd.DataFrame:
     return after
 
 
-def summarise(results: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+def summarise_protection(results: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
     """Means over photos (and ensembles) of every ``MEANS`` column per ``keys`` (default: method, budget,
     model, seen), with ``n`` the rows averaged. PSNR means skip identical photos (infinite PSNR)."""
     keys = keys or SUMMARY_KEYS

@@ -21,7 +21,7 @@ from leam.errors import LeamError
 from leam.report import page as pages
 from leam.report import plots
 from leam.report.page import esc, img, note
-from leam.report.tables import format_value, summarise, table_files, write_tables
+from leam.report.tables import format_value, summarise_study, table_files, write_tables
 from leam.study import stats
 from leam.study.store import RunStore, unit_dir_name
 
@@ -50,7 +50,7 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
     if "images" not in tables:
         raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
     timings = store.timings()  # the done markers, checked like the tables before anything is written
-    summaries = summarise(tables)
+    summaries = summarise_study(tables)
     planned = [out, *(f for name in summaries for f in table_files(name, out.parent / "report_tables"))]
     claim_outputs(check_outputs(planned, run=run_dir))
     files = write_tables(summaries, out.parent / "report_tables")

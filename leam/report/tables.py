@@ -15,7 +15,7 @@ from leam.study import stats
 MARKDOWN_ROWS = 5000  # larger tables (e.g. per identity over all of LFW) are written as CSV only
 
 
-def summarise(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def summarise_study(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """{name: summary} of a run's consolidated tables (``RunStore.tables()``); a table the run lacks
     (e.g. transfer with one model) gives no summary."""
 
