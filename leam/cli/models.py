@@ -18,6 +18,8 @@ def run(args: argparse.Namespace) -> int:
         path = default_weights_path(name)
         status = f"weights found: {path}" if path else f"weights missing: {spec.weights_hint}"
         print(f"{name}: {spec.description}\n    {status}")
+        if spec.license:
+            print(f"    licence: {spec.license}")
     print("any ONNX or TorchScript file: --model-file PATH --preset NAME, with presets:")
     for preset in PRESETS.values():
         print(f"  {preset.name}: {preset.description}")

@@ -17,6 +17,11 @@ from leam.models._registry import (
 from leam.models._torch_file import trust_pickles
 from leam.models.external import PRESETS, Preset, from_module, load_model_file
 
+# isort: split
+# ONNX recognisers shipped in PyPI packages, registered after the default and the older families.
+from leam.models import arcface_mbf as _arcface_mbf  # noqa: F401, E402  (registers "arcface-mbf")
+from leam.models import sface as _sface  # noqa: F401, E402  (registers "sface")
+
 DEFAULT_MODEL = "dlib-resnet"
 
 __all__ = [
