@@ -89,6 +89,18 @@ def load_model(args: argparse.Namespace) -> FaceModel:
         return create_model(args.model, args.weights)
 
 
+def load_choices(args: argparse.Namespace, choices: list) -> list[FaceModel]:
+    """The models of ``--models NAME|NAME=PATH[:PRESET] ...`` (``leam.models.choice``), each file under
+    ``--trust-model-file`` when it was given."""
+    from leam.models.choice import load_model_choice
+
+    out = []
+    for choice in choices:
+        with trusted_if_asked(args, choice.path):
+            out.append(load_model_choice(choice))
+    return out
+
+
 def model_template(args: argparse.Namespace) -> AlignmentTemplate:
     """The alignment template of the chosen model, without loading weights when it is registered."""
     if getattr(args, "model_file", None):

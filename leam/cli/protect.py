@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from leam.cli._common import add_face_option, positive_int
+from leam.cli._common import add_face_option, add_trust_option, positive_int, trusted_if_asked
 from leam.errors import LeamError
 from leam.models import DEFAULT_MODEL, list_models
+from leam.models.choice import SPEC, parse_model_args
 
 
 def add_protect_options(p: argparse.ArgumentParser) -> None:
@@ -66,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of one person (JPEG, PNG, TIFF, BMP, WebP)")
     p.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], metavar="MODEL",
                    help=f"the ensemble to optimise against (default: {DEFAULT_MODEL}; "
-                        f"known: {', '.join(list_models())})")
+                        f"known: {', '.join(list_models())}), and model files as {SPEC}")
     p.add_argument("--budget", type=float, default=1.0, metavar="P",
                    help="pixels to change, percent of the face box (default: 1)")
     p.add_argument("--mask", choices=list_methods("mask"), default="leam",
@@ -76,8 +77,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", action="store_true",
                    help=f"also the baselines, at the same budget: {method_help('baseline')}")
     p.add_argument("--eval-models", nargs="+", default=None, metavar="MODEL",
-                   help="models to evaluate with (default: every registered model whose weights are installed)")
+                   help="models to evaluate with, names or NAME=PATH[:PRESET] (default: every registered model whose "
+                        "weights are installed)")
     add_protect_options(p)
+    add_trust_option(p)
     p.add_argument("--out", default="protect-out", help="output folder (default: protect-out)")
     p.set_defaults(func=run)
 
@@ -87,9 +90,12 @@ def run(args: argparse.Namespace) -> int:
     from leam.report.protect import write_protect_report
 
     set_threads(args)
-    result = protect_files(args.images, args.models, args.out, budget=args.budget, mask=args.mask,
-                           references=args.reference, baselines=args.baselines, eval_models=args.eval_models,
-                           face=args.face, config=protect_config(args))
+    models, evals = parse_model_args(args.models), parse_model_args(args.eval_models or [])
+    files = " ".join(dict.fromkeys(c.path for c in models + evals if c.is_file)) or None
+    with trusted_if_asked(args, files):
+        result = protect_files(args.images, models, args.out, budget=args.budget, mask=args.mask,
+                               references=args.reference, baselines=args.baselines, eval_models=evals or None,
+                               face=args.face, config=protect_config(args))
     page = write_protect_report(result, args.out)
     for line in result.lines():
         print(line)

@@ -8,6 +8,7 @@ from pathlib import Path
 from leam.cli._common import progress_bar
 from leam.cli.protect import add_protect_options, method_help, protect_config, set_threads
 from leam.models import list_models
+from leam.models.choice import SPEC, file_record, parse_model_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", metavar="DATA", help="photos as <identity>/<image files>")
     p.add_argument("--models", nargs="+", required=True, metavar="MODEL",
                    help=f"registered models: the ensembles are drawn from them and every photo is evaluated by "
-                        f"all of them (known: {', '.join(list_models())})")
+                        f"all of them (known: {', '.join(list_models())}), and model files as {SPEC}")
     p.add_argument("--budgets", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",
                    help="budgets, percent of the face box's pixels (default: 0.5 1 2 5)")
     p.add_argument("--methods", nargs="+", choices=list_methods(), default=["leam", "random", "black", "dense"],
@@ -39,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from leam.report.protect import write_eval_report
 
     set_threads(args)
+    choices = parse_model_args(args.models)
     config = EvalConfig(
-        data=str(Path(args.data).resolve()), models=tuple(args.models), budgets=tuple(args.budgets),
+        data=str(Path(args.data).resolve()), models=tuple(c.name for c in choices),
+        model_files={c.name: file_record(c) for c in choices if c.is_file}, budgets=tuple(args.budgets),
         methods=tuple(dict.fromkeys(args.methods)), ensembles=args.ensembles, identities=args.identities,
         offset=args.offset, photos=args.photos, face=args.face, protect=protect_config(args),
     )

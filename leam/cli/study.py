@@ -17,6 +17,7 @@ from leam.errors import LeamError
 from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
 from leam.models import DEFAULT_MODEL, list_models
+from leam.models.choice import SPEC, file_record, parse_model_args
 from leam.study.config import REFERENCES, StudyConfig
 from leam.study.engines import ENGINES
 from leam.study.run import run_study
@@ -26,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="run (or resume) a study over a folder <identity>/<images>")
     p.add_argument("data", metavar="DATA", help="photos as <identity>/<image files>, optionally with manifest.csv")
     p.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], metavar="MODEL",
-                   help=f"registered models (default: {DEFAULT_MODEL}; known: {', '.join(list_models())})")
+                   help=f"registered models (default: {DEFAULT_MODEL}; known: {', '.join(list_models())}) and model "
+                        f"files as {SPEC}, e.g. mine=w600k_r50.onnx:arcface (ONNX or TorchScript)")
     p.add_argument("--layers", nargs="+", default=[], metavar="MODEL=L1,L2",
                    help="layers per model, e.g. dlib-resnet=stem,stage2.block1 (default: each model's 9)")
     p.add_argument("--reference", choices=REFERENCES, default="baseline",
@@ -73,9 +75,11 @@ def parse_layers(specs: list[str]) -> dict[str, tuple[str, ...]]:
 
 def study_config(args: argparse.Namespace) -> StudyConfig:
     """The study's settings from ``leam study``'s arguments."""
+    choices = parse_model_args(args.models)
     return StudyConfig(
         data=str(Path(args.data).resolve()),
-        models=tuple(args.models),
+        models=tuple(c.name for c in choices),
+        model_files={c.name: file_record(c) for c in choices if c.is_file},
         layers=parse_layers(args.layers),
         reference=args.reference,
         direction=args.direction,

@@ -9,6 +9,7 @@ from leam._paths import check_outputs, claim_outputs
 from leam.cli._common import (
     add_face_option,
     add_trust_option,
+    load_choices,
     load_model,
     non_negative_int,
     positive_int,
@@ -17,6 +18,7 @@ from leam.cli._common import (
 from leam.errors import ModelError
 from leam.metrics.verification import N_FOLDS
 from leam.models import DEFAULT_MODEL, list_models
+from leam.models.choice import SPEC, parse_model_args
 from leam.report.verification import REPORT_FILES, format_table, write_verification
 from leam.study.verification import run_verify
 
@@ -27,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="verification accuracy of models on same/different pairs of a folder")
     p.add_argument("data", metavar="FOLDER", help="photos laid out as <identity>/<image files>")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", nargs="+", default=[DEFAULT_MODEL], metavar="NAME",
-                       help=f"one or more model names (of: {', '.join(list_models())})")
+    which.add_argument("--model", "--models", nargs="+", default=[DEFAULT_MODEL], metavar="MODEL",
+                       help=f"one or more model names (of: {', '.join(list_models())}) or model files as {SPEC}, "
+                            "e.g. mine=w600k_r50.onnx:arcface")
     which.add_argument("--model-file", metavar="PATH", default=None, help="an ONNX or TorchScript model file")
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="with --model-file: how to feed it")
     p.add_argument("--weights", default=None, help="weight file of the one --model (default: installed)")
@@ -48,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if args.model_file:
         models = [load_model(args)]
     else:
-        if args.weights and len(args.model) > 1:
-            raise ModelError("--weights goes with a single --model")
-        models = [load_model(argparse.Namespace(**{**vars(args), "model": name})) for name in args.model]
+        choices = parse_model_args(args.model)
+        if args.weights and (len(choices) > 1 or choices[0].is_file):
+            raise ModelError("--weights goes with a single --model (a registered one; a file holds its weights)")
+        if args.preset:
+            raise ModelError("--preset goes with --model-file; give a file model's preset as NAME=PATH:PRESET")
+        models = [load_choices(args, [c])[0] if c.is_file
+                  else load_model(argparse.Namespace(**{**vars(args), "model": c.name})) for c in choices]
     outputs = check_outputs([Path(args.out) / name for name in REPORT_FILES])  # nothing replaced (leam._paths)
     with progress_bar("embedding") as progress:
         report = run_verify(models, args.data, args.pairs, args.seed, args.face, args.batch_size, progress)

@@ -15,7 +15,8 @@ from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs, un
 from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import warp_to_photo
-from leam.models import FaceModel, create_model, default_weights_path, list_models
+from leam.models import FaceModel, default_weights_path, list_models
+from leam.models.choice import ModelChoice, load_model_choice, parse_model_args
 from leam.protect.core import ProtectConfig, protect_photo
 from leam.protect.evaluate import evaluate_photo, visible_change
 from leam.protect.mask import consensus_map, leam_aggregates
@@ -75,26 +76,29 @@ def installed_models() -> list[str]:
 
 def protect_files(
     images: Sequence[str | Path],
-    models: Sequence[str],
+    models: Sequence[str | ModelChoice],
     out: str | Path,
     budget: float = 1.0,
     mask: str = "leam",
     references: Sequence[str | Path] | None = None,
     baselines: bool = False,
-    eval_models: Sequence[str] | None = None,
+    eval_models: Sequence[str | ModelChoice] | None = None,
     face: str = "largest",
     config: ProtectConfig | None = None,
 ) -> ProtectResult:
     """Protect ``images`` (one person's photos) against the ensemble ``models`` and write them to ``out``
     under their own names (baselines under ``out/baselines/<method>/``, the masks as ``out/masks/<name>.png``);
-    evaluate every written file with ``eval_models`` (default: every installed registered model)."""
+    evaluate every written file with ``eval_models`` (default: every installed registered model). A model is
+    a registered name or a model file (``ModelChoice``, or ``NAME=PATH[:PRESET]`` as ``--models`` takes it)."""
     config = config or ProtectConfig()
     if mask not in list_methods("mask"):
         raise LeamError(f"expected --mask in {tuple(list_methods('mask'))}, got {mask!r}")
     if not 0 < budget <= 100:
         raise LeamError(f"--budget is a percentage of the face box in (0, 100], got {budget}")
-    if not models or len(set(models)) != len(models):
+    if not models:
         raise LeamError(f"expected one or more distinct models, got {list(models)}")
+    chosen = _choices(models, eval_models or installed_models())
+    models = [c.name for c in parse_model_args(models)]
     if not references and len(images) < 2:
         raise LeamError("give two or more photos of the person (each is protected against the others), "
                         "or --reference PHOTO")
@@ -106,8 +110,8 @@ def protect_files(
     names = output_names(images)
     out = Path(out)
     outputs = check_outputs(protect_outputs(out, names, methods[1:]), inputs)
-    evaluators = list(dict.fromkeys([*models, *(eval_models or installed_models())]))
-    loaded = {n: create_model(n) for n in evaluators}
+    evaluators = list(chosen)
+    loaded = {n: load_model_choice(c) for n, c in chosen.items()}
     ensemble = [loaded[n] for n in models]
     every = list(loaded.values())
     photos = [load_photo(p, every, face) for p in images]
@@ -143,6 +147,17 @@ def protect_files(
     return ProtectResult(list(models), evaluators, budget, mask, config,
                          [str(r) for r in references] if references else ["the other photos given"],
                          pd.DataFrame(rows), results, thresholds)
+
+
+def _choices(models: Sequence[str | ModelChoice], eval_models: Sequence[str | ModelChoice]) -> dict[str, ModelChoice]:
+    """{name: choice} of the ensemble, then the evaluation models (a name in both names one model: a bare name
+    in ``eval_models`` may name a file of ``models``)."""
+    chosen = {c.name: c for c in parse_model_args(models)}
+    for c in parse_model_args(eval_models):
+        if chosen.setdefault(c.name, c) != c and c.is_file:
+            raise LeamError(f"--eval-models {c.spelled()}: {c.name} is another model in --models; "
+                            "give each model one name")
+    return chosen
 
 
 def _maps(ensemble: list[FaceModel], photos: list[PersonPhoto], refs: list[dict]) -> list[dict[str, np.ndarray]]:

@@ -32,7 +32,8 @@ from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import warp_to_photo
 from leam.face.detect import FACE_CHOICES
-from leam.models import FaceModel, create_model, model_spec
+from leam.models import FaceModel, model_spec
+from leam.models.choice import ModelChoice, changed_files, choice_from_record, load_model_choice
 from leam.protect.core import ProtectConfig, protect_photo
 from leam.protect.evaluate import evaluate_photo, visible_change
 from leam.protect.mask import consensus_map, leam_aggregates
@@ -60,6 +61,7 @@ class EvalConfig:
     photos: int = 1  # protected per identity (the first by name); all of them serve as references
     face: str = "largest"
     protect: ProtectConfig = field(default_factory=ProtectConfig)
+    model_files: dict[str, dict] = field(default_factory=dict)  # {name: leam.models.choice.file_record(...)}
 
     def __post_init__(self) -> None:
         if self.ensembles not in ENSEMBLES:
@@ -180,17 +182,21 @@ def run_protect_eval(config: EvalConfig, out: str | Path,
     summary). ``progress(done, total)`` is called with the identities done, before the first and after each."""
     store = ProtectStore(out)
     for name in config.models:  # a bad model name or data folder fails before the run folder is made
-        model_spec(name)
+        if name not in config.model_files:
+            model_spec(name)
     identities = select_identities(config)
     check_run_folder(out, config.data, RUN_FILES)
     read_manifest(store)  # another kind of run is refused before anything is written
     with store.lock():
         manifest = read_manifest(store)
         wanted = config.to_dict()
+        if manifest is not None and (changed := changed_files(manifest.get("config", {}).get("model_files", {}),
+                                                              wanted["model_files"])):
+            raise LeamError(f"{out}: {changed}")
         if manifest is not None and _settings(manifest.get("config", {})) != _settings(wanted):
             raise LeamError(f"{out} holds a run with a different configuration; use another --out folder "
                             "(or the same options to resume it; only --identities and --offset may change)")
-        models = {n: create_model(n) for n in config.models}
+        models = {n: _load(n, config.model_files.get(n)) for n in config.models}
         store.write_manifest({"kind": "protect-eval", "config": wanted, "leam_version": __version__,
                               "identities": list(identities),
                               "models": {n: {"threshold": m.spec.threshold, "metric": m.spec.threshold_metric}
@@ -211,6 +217,11 @@ def run_protect_eval(config: EvalConfig, out: str | Path,
         return consolidate(store, list(identities))
 
 
+def _load(name: str, record: dict | None) -> FaceModel:
+    """The registered model ``name``, or the model file ``record`` keeps (refused if it changed since)."""
+    return load_model_choice(choice_from_record(name, record) if record else ModelChoice(name), record)
+
+
 def _up_to_date(store: ProtectStore, identity: str, inputs: dict) -> bool:
     """Whether the identity's unit is done, intact, and was done with these photos (names and SHA-256)."""
     marker = store.marker(unit_name(identity))
@@ -220,4 +231,4 @@ def _up_to_date(store: ProtectStore, identity: str, inputs: dict) -> bool:
 def _settings(config: dict) -> dict:
     """What decides a unit's results: everything but which identities are selected (a unit is one identity,
     so a run can be extended to more identities, or narrowed, and its done units kept)."""
-    return {k: v for k, v in config.items() if k not in ("identities", "offset")}
+    return {k: v for k, v in config.items() if k not in ("identities", "offset") and (v or k != "model_files")}

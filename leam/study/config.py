@@ -18,7 +18,7 @@ OPTIONS = {
     "direction": "--direction", "aggregation": "--aggregate", "parser": "--parser", "thresholds": "--thresholds",
     "occlusion_percents": "--occlusion-percents", "occlusion_seeds": "--occlusion-seeds",
     "occlusion_layers": "--occlusion-layers", "pairs": "--pairs", "transfer": "--no-transfer", "face": "--face",
-    "seed": "--seed",
+    "seed": "--seed", "model_files": "--models",
 }
 
 
@@ -46,6 +46,8 @@ class StudyConfig:
     transfer: bool = True
     face: str = "only"  # of several faces in a photo: "only" (record a failure), "largest" or "central"
     seed: int = 0
+    # the models of ``models`` that are files: {name: leam.models.choice.file_record(...)}, path, size, SHA-256
+    model_files: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
@@ -71,6 +73,10 @@ class StudyConfig:
         _one_of(self.direction, DIRECTIONS, "direction")
         _one_of(self.aggregation, AGGREGATIONS, "aggregation")
         _once(self.models, "models")
+        for model, record in self.model_files.items():
+            if model not in self.models or not {"path", "sha256"} <= set(record):
+                raise LeamError(f"model_files {model}: expected a file record (leam.models.choice.file_record) "
+                                f"of one of the models {' '.join(self.models)}")
         for model, names in self.layers.items():
             if model not in self.models:
                 raise LeamError(f"--layers {model}=...: {model} is not among --models {' '.join(self.models)}; "
@@ -154,6 +160,9 @@ def _spelled(value) -> str:
     """A setting's value as it is typed: lists space-separated, layers as MODEL=L1,L2, numbers short."""
     if value is None:
         return "none"
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):  # model_files
+        return " ".join(f"{k}={v.get('path')}" + (f":{v['preset']}" if v.get("preset") else "")
+                        for k, v in value.items()) or "(no model file)"
     if isinstance(value, dict):
         return " ".join(f"{k}={','.join(v)}" for k, v in value.items()) or "(each model's default)"
     if isinstance(value, (list, tuple)):

@@ -24,6 +24,7 @@ from leam.data.dataset import skipped_entries
 from leam.errors import LayerError, LeamError, ModelError
 from leam.maps.hooks import resolve_layers
 from leam.models import default_weights_path, model_spec
+from leam.models.choice import changed_files
 from leam.parse import list_parsers
 from leam.study.config import StudyConfig, differences
 from leam.study.engines import check_engine, ray_units, resolve_device, start_ray
@@ -73,7 +74,7 @@ def run_study(
             manifest = {
                 "config": wanted,
                 "leam_version": __version__,
-                "models": {m: _spec_dict(m) for m in config.models},
+                "models": {m: _spec_dict(m, config) for m in config.models},
                 "identities": len(dataset),
                 "photos": sum(len(v) for v in dataset.values()),
             }
@@ -136,11 +137,13 @@ def check_study(config: StudyConfig) -> None:
     outside the model's layers, an EMD grid finer than a model's chip, and a parser that cannot be made."""
     config.check()
     for name in config.models:
-        model_spec(name)  # an unknown name: ModelError listing the registered ones
-        if default_weights_path(name) is None:
+        record = config.model_files.get(name)
+        if record is None:
+            model_spec(name)  # an unknown name: ModelError listing the registered ones
+        if record is None and default_weights_path(name) is None:
             raise ModelError(f"--models {name}: its weights are not installed, and a study uses installed weights "
                              "only; study the models `leam models` shows with their weights found")
-        model = CACHE.model(name)
+        model = CACHE.model(name, record=record)
         if name in config.layers:
             try:
                 resolve_layers(model.net, config.layers[name])
@@ -173,6 +176,8 @@ def check_resume(out: str | Path, manifest: dict | None, wanted: dict) -> None:
         stored = json.loads(json.dumps(StudyConfig.from_dict(manifest["config"]).to_dict()))
     except (TypeError, ValueError, KeyError, AttributeError):
         raise LeamError(f"{out}/run.json: not the run.json of a leam study; use another --out folder") from None
+    if changed := changed_files(stored["model_files"], wanted.get("model_files", {})):
+        raise LeamError(f"{out}: {changed}")
     if stored != wanted:
         raise LeamError(f"{out} holds a run with a different configuration ({'; '.join(differences(stored, wanted))}); "
                         "use the same options to resume it, or another --out folder")
@@ -242,8 +247,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _spec_dict(name: str) -> dict:
-    s = model_spec(name)
+def _spec_dict(name: str, config: StudyConfig) -> dict:
+    """What ``run.json`` keeps of a model's spec (a file model's from the model this process loaded)."""
+    s = CACHE.model(name, record=config.model_files[name]).spec if name in config.model_files else model_spec(name)
     return {"description": s.description, "input_size": s.input_size, "embedding_size": s.embedding_size,
             "normalization": s.normalization, "template": s.template.name, "threshold": s.threshold,
             "threshold_metric": s.threshold_metric, "default_layers": list(s.default_layers)}

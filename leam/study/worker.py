@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from leam.data.dataset import load_dataset
-from leam.models import FaceModel, create_model
+from leam.models import FaceModel
+from leam.models.choice import ModelChoice, choice_from_record, load_model_choice
 from leam.parse import FaceParser, create_parser
 from leam.study.config import StudyConfig
 from leam.study.inputs import identity_inputs, reads, unit_name, upstream_inputs
@@ -55,16 +56,20 @@ class WorkerCache:
     photos as they were when the run's current session began."""
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, str], FaceModel] = {}
+        self._models: dict[tuple, FaceModel] = {}  # (name, device, a file's path, preset and SHA-256)
         self._parsers: dict[str, FaceParser] = {}
         self._data: dict[str, tuple[str | None, dict]] = {}
 
-    def model(self, name: str, device: str = "cpu") -> FaceModel:
-        if (name, device) not in self._models:
-            model = create_model(name)
+    def model(self, name: str, device: str = "cpu", record: dict | None = None) -> FaceModel:
+        """The registered model ``name``, or with ``record`` (``leam.models.choice.file_record``) the model
+        file it records, refused if its SHA-256 is no longer the recorded one."""
+        key = (name, device, *((record["path"], record.get("preset"), record["sha256"]) if record else ()))
+        if key not in self._models:
+            choice = choice_from_record(name, record) if record else ModelChoice(name)
+            model = load_model_choice(choice, record)
             model.net.to(device)
-            self._models[name, device] = model
-        return self._models[name, device]
+            self._models[key] = model
+        return self._models[key]
 
     def parser(self, name: str) -> FaceParser:
         if name not in self._parsers:
@@ -98,7 +103,8 @@ class UnitJob:
     device: str = "cpu"
 
     def model(self, name: str | None = None) -> FaceModel:
-        return CACHE.model(name or self.unit.model, self.device)
+        name = name or self.unit.model
+        return CACHE.model(name, self.device, self.config.model_files.get(name))
 
     def dataset(self) -> dict:
         return CACHE.dataset(self.config.data, session_id(self.store))
