@@ -25,6 +25,7 @@ TORCH_FREE = (
     "leam.face.labels",
     "leam.face.align",
     "leam.face",
+    "leam.face.scrfd",
     "leam.data.images",
     "leam.data.folders",
     "leam.data.dataset",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from leam.errors import ModelError
@@ -133,6 +133,23 @@ def add_face_option(p: argparse.ArgumentParser, default: str = "only") -> None:
                        help=f"of several faces in a photo: only (refuse the photo), largest, or central (the one "
                             f"nearest the photo's centre, as LFW centres its subject); default: {default}")
     which.add_argument("--largest-face", dest="face", action="store_const", const="largest", help=argparse.SUPPRESS)
+
+
+def add_detector_option(p: argparse.ArgumentParser) -> None:
+    """``--detector dlib|scrfd``: which face detector finds the faces and their landmarks (default dlib)."""
+    from leam.face import DETECTORS
+
+    p.add_argument("--detector", choices=DETECTORS, default="dlib",
+                   help="face detector: dlib (HOG + 5-point landmarks; default) or scrfd (insightface's SCRFD-500M, "
+                        "five keypoints fitted to arcface_dst; 112x112 ArcFace-aligned models only)")
+
+
+def check_detector(detector: str, models: Sequence[FaceModel]) -> None:
+    """Refuse, before any photo is read, a detector that cannot align the faces of one of ``models``."""
+    from leam.face import detector_template
+
+    for m in models:
+        detector_template(m.spec.template, detector)
 
 
 def add_parser_options(p: argparse.ArgumentParser) -> None:

@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 from leam.cli._common import (
+    add_detector_option,
     add_face_option,
     add_model_options,
     add_parser_options,
+    check_detector,
     load_model,
     load_parser,
     positive_int,
@@ -28,16 +30,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", choices=DIRECTIONS, default="loss")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="explain at most N photos")
     add_face_option(p, default="largest")
+    add_detector_option(p)
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args)
+    check_detector(args.detector, [model])
     layers = resolve_layer_args(model, args.layers)
     parser = load_parser(args)
     with progress_bar("explaining") as progress:
-        items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, args.face, progress, parser)
+        items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, args.face, progress, parser,
+                         detector=args.detector)
     failed = sum(1 for i in items if i.error)
     print(f"explained {len(items) - failed} photos ({failed} failed); open {Path(args.out) / 'index.html'}")
     return 0

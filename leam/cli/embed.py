@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from leam.cli._common import add_face_option, add_model_options, load_model
+from leam.cli._common import add_detector_option, add_face_option, add_model_options, check_detector, load_model
 from leam.face import align_file
 from leam.maps.explain import embed_faces
 
@@ -15,13 +15,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_options(p)
     add_face_option(p)
+    add_detector_option(p)
     p.add_argument("--json", action="store_true", help='print a JSON list of {"path", "embedding"}')
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args)
-    faces = [align_file(path, model.spec.template, args.face) for path in args.images]
+    check_detector(args.detector, [model])
+    faces = [align_file(path, model.spec.template, args.face, args.detector) for path in args.images]
     embeddings = embed_faces(model, faces)
     if args.json:
         print(json.dumps([{"path": p, "embedding": e.tolist()} for p, e in zip(args.images, embeddings)]))

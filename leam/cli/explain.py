@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
-from leam.cli._common import add_face_option, add_model_options, load_model, resolve_layer_args
+from leam.cli._common import (
+    add_detector_option,
+    add_face_option,
+    add_model_options,
+    check_detector,
+    load_model,
+    resolve_layer_args,
+)
 from leam.data.images import load_image
 from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.maps.explain import explain_file
@@ -24,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="'loss': ReLU of d(1-cos)/dA, as the reference study (default); 'similarity': d cos/dA")
     p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean", help="how layers are combined")
     add_face_option(p)
+    add_detector_option(p)
     p.add_argument("--out", default="leam-out", help="output folder (default: leam-out)")
     p.set_defaults(func=run)
 
@@ -32,11 +40,12 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"photo": [args.image], "reference": args.reference}
     refuse_repeated_inputs(inputs)
     model = load_model(args)
+    check_detector(args.detector, [model])
     layers = resolve_layer_args(model, args.layers)
     outputs = check_outputs(explanation_files(args.out, layers), inputs)
     photo = load_image(args.image)
     ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate, args.face,
-                      photo)
+                      photo, args.detector)
     claim_outputs(outputs)
     write_explanation(ex, args.out, photo)
     print(f"cosine similarity to the reference: {ex.cosine:.4f}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from leam.cli._common import add_face_option, add_trust_option, positive_int, trusted_if_asked
+from leam.cli._common import add_detector_option, add_face_option, add_trust_option, positive_int, trusted_if_asked
 from leam.errors import LeamError
 from leam.models import DEFAULT_MODEL, list_models
 from leam.models.choice import SPEC, parse_model_args
@@ -16,6 +16,7 @@ def add_protect_options(p: argparse.ArgumentParser) -> None:
     from leam.protect.optimise import OBJECTIVES, PRECISIONS
 
     add_face_option(p, default="largest")
+    add_detector_option(p)
 
     p.add_argument("--epsilon", type=float, default=255.0, metavar="E",
                    help="largest change of a masked pixel's channel, grey levels 1-255 (default: 255, any content: "
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     with trusted_if_asked(args, files):
         result = protect_files(args.images, models, args.out, budget=args.budget, mask=args.mask,
                                references=args.reference, baselines=args.baselines, eval_models=evals or None,
-                               face=args.face, config=protect_config(args))
+                               face=args.face, config=protect_config(args),
+                               detector=args.detector)
     page = write_protect_report(result, args.out)
     for line in result.lines():
         print(line)

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         data=str(Path(args.data).resolve()), models=tuple(c.name for c in choices),
         model_files={c.name: file_record(c) for c in choices if c.is_file}, budgets=tuple(args.budgets),
         methods=tuple(dict.fromkeys(args.methods)), ensembles=args.ensembles, identities=args.identities,
-        offset=args.offset, photos=args.photos, face=args.face, protect=protect_config(args),
+        offset=args.offset, photos=args.photos, face=args.face, detector=args.detector,
+        protect=protect_config(args),
     )
     with progress_bar("identities", unit="identity") as progress:
         tables = run_protect_eval(config, args.out, progress)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
 from leam.cli._common import (
+    add_detector_option,
     add_face_option,
     add_model_options,
     add_parser_options,
+    check_detector,
     load_model,
     load_parser,
     resolve_layer_args,
@@ -40,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P",
                    help="top-p %% thresholds (default: 1 5 10 25 50 100)")
     add_face_option(p)
+    add_detector_option(p)
     p.add_argument("--out", default="leam-regions", help="output folder (default: leam-regions)")
     p.set_defaults(func=run)
 
@@ -49,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"photo": [args.image], "reference": args.reference}
     refuse_repeated_inputs(inputs)
     model = load_model(args)
+    check_detector(args.detector, [model])
     parser = load_parser(args)
     layers = resolve_layer_args(model, args.layers)
     out = Path(args.out)
     outputs = check_outputs([*explanation_files(out, layers), *(out / f for f in PARSE_FILES + REGIONS_FILES)], inputs)
     photo = load_image(args.image)
     ex = explain_file(model, args.image, args.reference, layers, args.direction,
-                      largest_face=args.face, photo=photo)
+                      largest_face=args.face, photo=photo, detector=args.detector)
     labels = parse_face(parser, photo, ex.aligned)
     result = explanation_regions(ex, labels, args.thresholds)
     claim_outputs(outputs)

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from leam.cli._common import add_face_option, non_negative_int, positive_int, progress_bar, workers_count
+from leam.cli._common import (
+    add_detector_option,
+    add_face_option,
+    non_negative_int,
+    positive_int,
+    progress_bar,
+    workers_count,
+)
 from leam.errors import LeamError
 from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
@@ -46,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="same-identity map pairs per model (and as many different); 0: none")
     p.add_argument("--no-transfer", action="store_true", help="skip occluding each model with the others' maps")
     add_face_option(p)
+    add_detector_option(p)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--workers", type=workers_count, default="auto", metavar="N|auto",
                    help="units run side by side in N processes, each on one core (default auto: one per core, "
@@ -92,6 +100,7 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         pairs=args.pairs,
         transfer=not args.no_transfer,
         face=args.face,
+        detector=args.detector,
         seed=args.seed,
     )
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from leam._paths import check_outputs, claim_outputs
 from leam.cli._common import (
+    add_detector_option,
     add_face_option,
     add_trust_option,
+    check_detector,
     load_choices,
     load_model,
     non_negative_int,
@@ -41,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"accuracy needs at least {N_FOLDS} of each)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the pair draw (default: 0)")
     add_face_option(p, default="largest")  # LFW photos often show people behind the subject
+    add_detector_option(p)
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="photos per forward pass (default: 32)")
     p.add_argument("--out", default="verify-out", help="output folder (default: verify-out)")
@@ -58,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
             raise ModelError("--preset goes with --model-file; give a file model's preset as NAME=PATH:PRESET")
         models = [load_choices(args, [c])[0] if c.is_file
                   else load_model(argparse.Namespace(**{**vars(args), "model": c.name})) for c in choices]
+    check_detector(args.detector, models)
     outputs = check_outputs([Path(args.out) / name for name in REPORT_FILES])  # nothing replaced (leam._paths)
     with progress_bar("embedding") as progress:
-        report = run_verify(models, args.data, args.pairs, args.seed, args.face, args.batch_size, progress)
+        report = run_verify(models, args.data, args.pairs, args.seed, args.face, args.batch_size, progress,
+                            args.detector)
     claim_outputs(outputs)
     paths = write_verification(report, args.out)
     print(format_table(report))

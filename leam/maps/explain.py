@@ -91,18 +91,20 @@ def explain_file(
     aggregation: str = "mean",
     largest_face: bool | str = False,
     photo: np.ndarray | None = None,
+    detector: str = "dlib",
 ) -> Explanation:
     """Detect, align and explain the face in ``image`` against the faces in ``references``.
 
     ``largest_face``: the face rule of ``leam.face.align_photo`` ("only", "largest", "central"; True/False
     for "largest"/"only").
     ``photo``: the image already decoded (``load_image(image)``), so it is not decoded twice.
+    ``detector``: the face detector of ``leam.face.DETECTORS``.
     """
     template = model.spec.template
     if photo is None:
-        face = align_file(image, template, largest_face)
+        face = align_file(image, template, largest_face, detector)
     else:
-        face = align_photo(photo, template, text_name(str(image)), largest_face)
-    ref_faces = [align_file(r, template, largest_face) for r in references]
+        face = align_photo(photo, template, text_name(str(image)), largest_face, detector)
+    ref_faces = [align_file(r, template, largest_face, detector) for r in references]
     ref = reference_embedding(model, ref_faces)
     return explain_face(model, face, ref, layers, direction, aggregation, [text_name(str(r)) for r in references])

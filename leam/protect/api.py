@@ -14,7 +14,7 @@ import pandas as pd
 from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs, unique_names, write_file
 from leam.data.images import load_image
 from leam.errors import LeamError
-from leam.face import warp_to_photo
+from leam.face import detector_template, warp_to_photo
 from leam.models import FaceModel, default_weights_path, list_models
 from leam.models.choice import ModelChoice, load_model_choice, parse_model_args
 from leam.protect.core import ProtectConfig, protect_photo
@@ -85,11 +85,13 @@ def protect_files(
     eval_models: Sequence[str | ModelChoice] | None = None,
     face: str = "largest",
     config: ProtectConfig | None = None,
+    detector: str = "dlib",
 ) -> ProtectResult:
     """Protect ``images`` (one person's photos) against the ensemble ``models`` and write them to ``out``
     under their own names (baselines under ``out/baselines/<method>/``, the masks as ``out/masks/<name>.png``);
     evaluate every written file with ``eval_models`` (default: every installed registered model). A model is
-    a registered name or a model file (``ModelChoice``, or ``NAME=PATH[:PRESET]`` as ``--models`` takes it)."""
+    a registered name or a model file (``ModelChoice``, or ``NAME=PATH[:PRESET]`` as ``--models`` takes it);
+    ``detector`` finds the faces (``leam.face.DETECTORS``)."""
     config = config or ProtectConfig()
     if mask not in list_methods("mask"):
         raise LeamError(f"expected --mask in {tuple(list_methods('mask'))}, got {mask!r}")
@@ -114,11 +116,13 @@ def protect_files(
     loaded = {n: load_model_choice(c) for n, c in chosen.items()}
     ensemble = [loaded[n] for n in models]
     every = list(loaded.values())
-    photos = [load_photo(p, every, face) for p in images]
+    for m in every:  # a model the detector cannot align: refused before any photo is read
+        detector_template(m.spec.template, detector)
+    photos = [load_photo(p, every, face, detector) for p in images]
     emb = embed_all(every, photos)
     external = None
     if references:
-        ref_photos = [load_photo(p, every, face) for p in references]
+        ref_photos = [load_photo(p, every, face, detector) for p in references]
         external = embed_all(every, ref_photos)
     refs = [references_for(i, emb, external) for i in range(len(photos))]
     maps = _maps(ensemble, photos, refs)
@@ -129,7 +133,7 @@ def protect_files(
         base = {"identity": "", "image": str(person.path)}
         result = PhotoResult(person.path, person.photo, person.face.box)
         rows += [{**base, "ensemble": "", "method": "none", "budget": 0.0, "seen": False, **r}
-                 for r in evaluate_photo(person.photo, person.face.box, every, refs[i])]
+                 for r in evaluate_photo(person.photo, person.face.box, every, refs[i], detector)]
         for p in protect_photo(person, ensemble, refs[i], maps[i], [budget], methods, config, consensus[i]):
             target = out / names[i] if p.method == mask else out / "baselines" / p.method / names[i]
             saved = load_image(save_like(person.path, p.pixels, target, config.jpeg_quality))
@@ -140,7 +144,7 @@ def protect_files(
                     "mask_pixels": int(p.mask.sum()), "epsilon": p.epsilon, "objective": p.objective,
                     **visible_change(person.photo, saved, person.face.box)}
             rows += [{**info, "seen": r["model"] in models, **r}
-                     for r in evaluate_photo(saved, person.face.box, every, refs[i])]
+                     for r in evaluate_photo(saved, person.face.box, every, refs[i], detector)]
         results.append(result)
     thresholds = {m.spec.name: f"{m.spec.threshold_metric} {'>' if m.spec.threshold_metric == 'cosine' else '<'} "
                                f"{m.spec.threshold:g}" for m in every}

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from leam.face import Face, detect_faces, estimate_warp, warp_to_chip
+from leam.face import Face, detector_template, estimate_warp, find_faces, warp_to_chip
 from leam.metrics.occlusion import cosine
 from leam.metrics.verification import pair_distances
 from leam.models import FaceModel
@@ -40,9 +40,9 @@ def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def redetect(photo: np.ndarray, original_box: Sequence[int]) -> Face | None:
-    """The face in ``photo`` overlapping ``original_box`` most (IoU ≥ ``MIN_IOU``), or None."""
-    faces = detect_faces(photo)
+def redetect(photo: np.ndarray, original_box: Sequence[int], detector: str = "dlib") -> Face | None:
+    """The face in ``photo`` (found by ``detector``) overlapping ``original_box`` most (IoU ≥ ``MIN_IOU``), or None."""
+    faces = find_faces(photo, detector)
     scored = [(box_iou(f.box, original_box), f) for f in faces]
     scored = [s for s in scored if s[0] >= MIN_IOU]
     return max(scored, key=lambda s: s[0])[1] if scored else None
@@ -62,17 +62,17 @@ def match_scores(model: FaceModel, embedding: np.ndarray, references: np.ndarray
 
 def evaluate_photo(
     photo: np.ndarray, original_box: Sequence[int], models: Sequence[FaceModel],
-    references: Mapping[str, np.ndarray],
+    references: Mapping[str, np.ndarray], detector: str = "dlib",
 ) -> list[dict]:
     """One row per model: face_found, cosine, match, match_any, distance_min (NaN / no match when lost)."""
-    face = redetect(photo, original_box)
+    face = redetect(photo, original_box, detector)
     rows = []
     for m in models:
         if face is None:
             rows.append({"model": m.spec.name, "face_found": False, "cosine": np.nan, "match": 0.0,
                          "match_any": False, "distance_min": np.nan})
             continue
-        chip = warp_to_chip(photo, estimate_warp(face.landmarks, m.spec.template))
+        chip = warp_to_chip(photo, estimate_warp(face.landmarks, detector_template(m.spec.template, detector)))
         emb = m.embed(chip[None])[0]
         rows.append({"model": m.spec.name, "face_found": True, **match_scores(m, emb, references[m.spec.name])})
     return rows

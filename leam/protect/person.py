@@ -15,7 +15,7 @@ import numpy as np
 
 from leam.data.images import load_image
 from leam.errors import LeamError
-from leam.face import AlignedFace, Face, detect_faces, estimate_warp, warp_to_chip
+from leam.face import AlignedFace, Face, detector_template, estimate_warp, find_faces, warp_to_chip
 from leam.face.detect import choose_face
 from leam.models import FaceModel
 
@@ -34,14 +34,17 @@ class PersonPhoto:
         return self.path.name
 
 
-def load_photo(path: str | Path, models: Sequence[FaceModel], face_rule: str = "largest") -> PersonPhoto:
-    """Decode ``path``, choose its face by ``face_rule`` ("only", "largest", "central"), align it per model."""
+def load_photo(
+    path: str | Path, models: Sequence[FaceModel], face_rule: str = "largest", detector: str = "dlib"
+) -> PersonPhoto:
+    """Decode ``path``, choose its face (found by ``detector``) by ``face_rule`` ("only", "largest", "central"),
+    align it per model."""
     path = Path(path)
     photo = load_image(path)
-    face = choose_face(detect_faces(photo), photo.shape[:2], str(path), face_rule)
+    face = choose_face(find_faces(photo, detector), photo.shape[:2], str(path), face_rule)
     aligned = {}
     for m in models:
-        w = estimate_warp(face.landmarks, m.spec.template)
+        w = estimate_warp(face.landmarks, detector_template(m.spec.template, detector))
         aligned[m.spec.name] = AlignedFace(warp_to_chip(photo, w), w, face, photo.shape[:2], str(path))
     return PersonPhoto(path, photo, face, aligned)
 

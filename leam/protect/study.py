@@ -30,7 +30,7 @@ from leam._paths import check_run_folder
 from leam.data.dataset import load_dataset
 from leam.data.images import load_image
 from leam.errors import LeamError
-from leam.face import warp_to_photo
+from leam.face import DETECTORS, detector_template, warp_to_photo
 from leam.face.detect import FACE_CHOICES
 from leam.models import FaceModel, model_spec
 from leam.models.choice import ModelChoice, changed_files, choice_from_record, load_model_choice
@@ -60,6 +60,7 @@ class EvalConfig:
     offset: int = 0
     photos: int = 1  # protected per identity (the first by name); all of them serve as references
     face: str = "largest"
+    detector: str = "dlib"  # of leam.face.DETECTORS; runs written before the choice were dlib's (the default)
     protect: ProtectConfig = field(default_factory=ProtectConfig)
     model_files: dict[str, dict] = field(default_factory=dict)  # {name: leam.models.choice.file_record(...)}
 
@@ -68,6 +69,8 @@ class EvalConfig:
             raise LeamError(f"expected ensembles in {ENSEMBLES}, got {self.ensembles!r}")
         if self.face not in FACE_CHOICES:
             raise LeamError(f"expected face in {FACE_CHOICES}, got {self.face!r}")
+        if self.detector not in DETECTORS:
+            raise LeamError(f"--detector: expected one of {', '.join(DETECTORS)}, got {self.detector!r}")
         bad = [m for m in self.methods if m not in list_methods()]
         if bad or not self.methods:
             raise LeamError(f"unknown method(s) {bad}; expected some of {', '.join(list_methods())}")
@@ -110,7 +113,7 @@ def protect_identity(config: EvalConfig, models: dict[str, FaceModel], identity:
     for p in photos:
         try:
             source_format(p.path)
-            usable.append((p, load_photo(p.path, all_models, config.face)))
+            usable.append((p, load_photo(p.path, all_models, config.face, config.detector)))
         except LeamError as exc:
             failures.append({"identity": identity, "image": p.name, "reason": str(exc)})
     if len(usable) < 2:
@@ -132,14 +135,15 @@ def protect_identity(config: EvalConfig, models: dict[str, FaceModel], identity:
     for i in range(min(config.photos, len(people))):
         person, photo_name = people[i], usable[i][0].name
         base = {"identity": identity, "image": photo_name}
-        for r in evaluate_photo(person.photo, person.face.box, all_models, refs[i]):
+        for r in evaluate_photo(person.photo, person.face.box, all_models, refs[i], config.detector):
             rows.append({**base, "ensemble": "", "held_out": "", "method": "none", "budget": 0.0, "seen": False, **r})
         # the control: the unprotected pixels written the same way (what re-encoding alone changes)
         saved = load_image(save_like(person.path, person.photo, scratch / f"resaved{person.path.suffix}",
                                      config.protect.jpeg_quality))
         info = {**base, "ensemble": "", "held_out": "", "method": "resaved", "budget": 0.0, "mask_pixels": 0,
                 **visible_change(person.photo, saved, person.face.box)}
-        rows += [{**info, "seen": False, **r} for r in evaluate_photo(saved, person.face.box, all_models, refs[i])]
+        rows += [{**info, "seen": False, **r}
+                 for r in evaluate_photo(saved, person.face.box, all_models, refs[i], config.detector)]
         for k, ens in enumerate(config.ensemble_list()):
             consensus = None
             if needs_all:
@@ -159,7 +163,7 @@ def protect_identity(config: EvalConfig, models: dict[str, FaceModel], identity:
                 info = {**base, "ensemble": ensemble_name(ens), "held_out": "+".join(held), "method": p.method,
                         "budget": p.budget, "mask_pixels": int(p.mask.sum()), "epsilon": p.epsilon,
                         "objective": p.objective, "seconds": seconds, **change}
-                for r in evaluate_photo(saved, person.face.box, all_models, refs[i]):
+                for r in evaluate_photo(saved, person.face.box, all_models, refs[i], config.detector):
                     rows.append({**info, "seen": r["model"] in ens, **r})
                 if i == 0 and k == 0:
                     examples[f"{p.method}/{p.budget:g}"] = _crop(saved, person.face.box)
@@ -197,6 +201,11 @@ def run_protect_eval(config: EvalConfig, out: str | Path,
             raise LeamError(f"{out} holds a run with a different configuration; use another --out folder "
                             "(or the same options to resume it; only --identities and --offset may change)")
         models = {n: _load(n, config.model_files.get(n)) for n in config.models}
+        for name, m in models.items():  # a model the detector cannot align: refused before anything is written
+            try:
+                detector_template(m.spec.template, config.detector)
+            except LeamError as exc:
+                raise LeamError(f"--models {name}: {exc}") from None
         store.write_manifest({"kind": "protect-eval", "config": wanted, "leam_version": __version__,
                               "identities": list(identities),
                               "models": {n: {"threshold": m.spec.threshold, "metric": m.spec.threshold_metric}
@@ -231,4 +240,5 @@ def _up_to_date(store: ProtectStore, identity: str, inputs: dict) -> bool:
 def _settings(config: dict) -> dict:
     """What decides a unit's results: everything but which identities are selected (a unit is one identity,
     so a run can be extended to more identities, or narrowed, and its done units kept)."""
+    config = {"detector": "dlib", **config}  # runs written before the detector choice were dlib's
     return {k: v for k, v in config.items() if k not in ("identities", "offset") and (v or k != "model_files")}

@@ -6,6 +6,7 @@ import numbers
 from dataclasses import asdict, dataclass, field
 
 from leam.errors import LeamError
+from leam.face import DETECTORS
 from leam.face.detect import FACE_CHOICES
 from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
@@ -18,7 +19,7 @@ OPTIONS = {
     "direction": "--direction", "aggregation": "--aggregate", "parser": "--parser", "thresholds": "--thresholds",
     "occlusion_percents": "--occlusion-percents", "occlusion_seeds": "--occlusion-seeds",
     "occlusion_layers": "--occlusion-layers", "pairs": "--pairs", "transfer": "--no-transfer", "face": "--face",
-    "seed": "--seed", "model_files": "--models",
+    "seed": "--seed", "model_files": "--models", "detector": "--detector",
 }
 
 
@@ -46,6 +47,7 @@ class StudyConfig:
     transfer: bool = True
     face: str = "only"  # of several faces in a photo: "only" (record a failure), "largest" or "central"
     seed: int = 0
+    detector: str = "dlib"  # of leam.face.DETECTORS; runs written before the choice were dlib's (the default)
     # the models of ``models`` that are files: {name: leam.models.choice.file_record(...)}, path, size, SHA-256
     model_files: dict[str, dict] = field(default_factory=dict)
 
@@ -70,6 +72,7 @@ class StudyConfig:
         (models, their weights and layers, the parser) before it writes anything."""
         _one_of(self.reference, REFERENCES, "reference")
         _one_of(self.face, FACE_CHOICES, "face")
+        _one_of(self.detector, DETECTORS, "detector")
         _one_of(self.direction, DIRECTIONS, "direction")
         _one_of(self.aggregation, AGGREGATIONS, "aggregation")
         _once(self.models, "models")

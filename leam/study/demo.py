@@ -19,7 +19,7 @@ from leam._paths import check_outputs, claim_outputs, unique_names
 from leam.data.folders import identity_folders
 from leam.data.images import load_image
 from leam.errors import LeamError
-from leam.face import align_file, align_photo
+from leam.face import align_file, align_photo, detector_template
 from leam.maps.explain import embed_faces, explain_face
 from leam.maps.face_regions import explanation_regions, parse_face
 from leam.metrics.regions import DEFAULT_THRESHOLDS, identity_summary
@@ -93,11 +93,13 @@ def run_demo(
     progress: Callable[[int, int], None] | None = None,
     parser: FaceParser | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    detector: str = "dlib",
 ) -> list[DemoItem]:
     """Explain every planned photo into ``out`` with its face regions, summarise the regions per
     identity, and write ``out/index.html``; returns the items. ``largest_face``: which face of a photo with
     several (True or "largest", "central", False or "only": ``align_photo``); ``progress(done, total)`` is
-    called after each photo."""
+    called after each photo; ``detector``: the face detector of ``leam.face.DETECTORS``."""
+    detector_template(model.spec.template, detector)  # a detector that cannot align this model: refused first
     out = Path(out)
     parser = parser or create_parser()
     items = plan_demo(data, limit)
@@ -107,7 +109,7 @@ def run_demo(
     if progress:
         progress(0, len(items))
     for done, item in enumerate(items, start=1):
-        explain_item(model, item, out / item.folder, layers, direction, largest_face, parser, thresholds)
+        explain_item(model, item, out / item.folder, layers, direction, largest_face, parser, thresholds, detector)
         if progress:
             progress(done, len(items))
     summarise_regions(items, out)
@@ -124,6 +126,7 @@ def explain_item(
     largest_face: bool | str,
     parser: FaceParser,
     thresholds: Sequence[float],
+    detector: str = "dlib",
 ) -> None:
     """Explain one photo into ``folder`` (its summary or its error on ``item``); a folder with its
     ``summary.json`` is done already and only read."""
@@ -133,8 +136,8 @@ def explain_item(
         return
     try:
         photo = load_image(item.image)
-        face = align_photo(photo, model.spec.template, text_name(str(item.image)), largest_face)
-        ref_face = align_file(item.reference, model.spec.template, largest_face)
+        face = align_photo(photo, model.spec.template, text_name(str(item.image)), largest_face, detector)
+        ref_face = align_file(item.reference, model.spec.template, largest_face, detector)
         ref = embed_faces(model, [ref_face])[0]
         ex = explain_face(model, face, ref, layers, direction, references=[text_name(str(item.reference))])
         labels = parse_face(parser, photo, face)

@@ -22,6 +22,7 @@ from leam import __version__
 from leam._paths import RUN_MANIFEST, check_run_folder
 from leam.data.dataset import skipped_entries
 from leam.errors import LayerError, LeamError, ModelError
+from leam.face import detector_template
 from leam.maps.hooks import resolve_layers
 from leam.models import default_weights_path, model_spec
 from leam.models.choice import changed_files
@@ -144,6 +145,10 @@ def check_study(config: StudyConfig) -> None:
             raise ModelError(f"--models {name}: its weights are not installed, and a study uses installed weights "
                              "only; study the models `leam models` shows with their weights found")
         model = CACHE.model(name, record=record)
+        try:
+            detector_template(model.spec.template, config.detector)
+        except LeamError as exc:
+            raise LeamError(f"--models {name}: {exc}") from None
         if name in config.layers:
             try:
                 resolve_layers(model.net, config.layers[name])

@@ -98,7 +98,7 @@ def identity_unit(
     for p in photos:
         try:
             img = load_image(p.path)
-            usable.append((p, img, align_photo(img, model.spec.template, p.name, config.face)))
+            usable.append((p, img, align_photo(img, model.spec.template, p.name, config.face, config.detector)))
         except Exception as exc:  # one photo's problem, whatever raised it
             fail(p, "face", exc)
     kept = _per_photo(lambda idx: list(model.embed(np.stack([usable[i][2].chip for i in idx]))),

@@ -25,7 +25,7 @@ from leam._io import text_name
 from leam.data.folders import identity_folders
 from leam.data.images import load_image
 from leam.errors import LeamError, MultipleFacesError, NoFaceError
-from leam.face import FACE_CHOICES, Face, choose_face, detect_faces, estimate_warp, warp_to_chip
+from leam.face import FACE_CHOICES, Face, choose_face, detector_template, estimate_warp, find_faces, warp_to_chip
 from leam.metrics.verification import (
     VerifyMetrics,
     available_same_pairs,
@@ -92,16 +92,19 @@ def embed_photos(
     face: str = "largest",
     batch_size: int = 32,
     progress: Progress | None = None,
+    detector: str = "dlib",
 ) -> tuple[dict[str, np.ndarray], list[PhotoStatus]]:
     """Embeddings (N, D) per model name (NaN rows for photos without a usable face) and statuses.
 
     Each photo is read and its face detected once; its chip is cut for every model's template and
-    embedded in batches of ``batch_size``; ``progress(done, total)`` as the photos are read.
+    embedded in batches of ``batch_size``; ``progress(done, total)`` as the photos are read; ``detector``
+    finds the faces (``leam.face.DETECTORS``; a model it cannot align is refused before any photo is read).
     """
     if face not in FACE_CHOICES:
         raise ValueError(f"expected face to be one of {FACE_CHOICES}, got {face!r}")
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+    templates = {m.spec.name: detector_template(m.spec.template, detector) for m in models}
     out = {m.spec.name: np.full((len(photos), m.spec.embedding_size), np.nan, np.float32) for m in models}
     statuses, pending, chips = [], [], {m.spec.name: [] for m in models}
 
@@ -115,12 +118,12 @@ def embed_photos(
     for i, (path, identity) in enumerate(zip(photos, identities)):
         if progress:
             progress(i, len(photos))
-        status, photo, chosen = detect_photo(path, identity, face)
+        status, photo, chosen = detect_photo(path, identity, face, detector)
         statuses.append(status)
         if chosen is None:
             continue
         for m in models:
-            chips[m.spec.name].append(warp_to_chip(photo, estimate_warp(chosen.landmarks, m.spec.template)))
+            chips[m.spec.name].append(warp_to_chip(photo, estimate_warp(chosen.landmarks, templates[m.spec.name])))
         pending.append(i)
         if len(pending) == batch_size:
             flush()
@@ -130,12 +133,14 @@ def embed_photos(
     return out, statuses
 
 
-def detect_photo(path: Path, identity: str, face: str) -> tuple[PhotoStatus, np.ndarray | None, Face | None]:
+def detect_photo(
+    path: Path, identity: str, face: str, detector: str = "dlib"
+) -> tuple[PhotoStatus, np.ndarray | None, Face | None]:
     """Read ``path`` and choose its face: (status, photo, face), the last two None when it failed."""
     status = PhotoStatus(text_name(str(path)), identity)
     try:
         photo = load_image(path)
-        faces = detect_faces(photo)
+        faces = find_faces(photo, detector)
         status.faces_found = len(faces)
         return status, photo, choose_face(faces, photo.shape[:2], text_name(str(path)), face)
     except NoFaceError as exc:
@@ -189,8 +194,12 @@ def run_verify(
     face: str = "largest",
     batch_size: int = 32,
     progress: Progress | None = None,
+    detector: str = "dlib",
 ) -> VerifyReport:
-    """Build the pairs, embed the photos they use with every model, and score each model."""
+    """Build the pairs, embed the photos they use with every model (faces found by ``detector``), and
+    score each model."""
+    for m in models:  # refused before the pairs are drawn
+        detector_template(m.spec.template, detector)
     names = [m.spec.name for m in models]
     if not models or len(set(names)) != len(names):
         raise LeamError(f"expected one or more distinct models, got {names}")
@@ -198,7 +207,7 @@ def run_verify(
     used = np.unique(np.concatenate([pairs.same.ravel(), pairs.different.ravel()]))
     embeddings, statuses = embed_photos(
         models, [pairs.photos[i] for i in used], [pairs.identities[i] for i in used], face, batch_size,
-        progress,
+        progress, detector,
     )
     ok = np.zeros(len(pairs.photos), bool)
     ok[used] = [s.status == "ok" for s in statuses]
