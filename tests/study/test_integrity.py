@@ -10,6 +10,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -77,11 +79,18 @@ def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFram
         pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
 
 
+QUICK_CLI = ["--models", "dlib-resnet", "--face", "largest", "--pairs", "6", "--occlusion-seeds", "2",
+             "--occlusion-percents", "1", "5", "--thresholds", "1", "10", "100", "--workers", "1"]  # quick_config
+
+
 def resume_redoes(three_people: Path, out: Path, base_tables, damaged: str) -> None:
-    """The next run redoes the ``damaged`` unit and what read it (the pairs), nothing else, and ends with
-    the undamaged run's tables."""
+    """The next run — ``leam study`` with the same options in a new process, as a user resumes — redoes the
+    ``damaged`` unit and what read it (the pairs), nothing else, and ends with the undamaged run's tables."""
     before = digests(out)
-    assert_same_tables(run_study(quick_config(three_people), out), base_tables)
+    proc = subprocess.run([sys.executable, "-m", "leam.cli.main", "study", str(three_people), *QUICK_CLI,
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_tables(RunStore(out).tables(), base_tables)
     after = digests(out)
     redone = {u for u in after if after[u] != before[u]}
     assert redone == {damaged, unit_name(Unit("pairs", "dlib-resnet"))}
