@@ -45,7 +45,7 @@ def detector_template(template: AlignmentTemplate, detector: str = "dlib") -> Al
     for SCRFD, insightface's ``arcface_dst`` directly (112x112 ArcFace-aligned models only)."""
     if detector != "scrfd":
         return template
-    from leam.face.scrfd import ARCFACE_KEYPOINT_TEMPLATE
+    from leam.face.templates import ARCFACE_KEYPOINT_TEMPLATE
 
     if template.name != ARCFACE_TEMPLATE.name:
         raise FaceError(

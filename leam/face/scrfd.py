@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leam.face.detect import Face
-from leam.face.templates import ARCFACE_CHIP, ARCFACE_DST, AlignmentTemplate
+from leam.face.templates import ARCFACE_KEYPOINT_TEMPLATE, KEYPOINT_ORDER  # noqa: F401 (re-exported)
 
 INPUT_SIZE = (640, 640)  # (height, width) of the canvas the photo is fitted into
 STRIDES = (8, 16, 32)
@@ -33,17 +33,6 @@ ANCHORS_PER_CELL = 2
 SCORE_THRESHOLD = 0.5
 NMS_THRESHOLD = 0.4
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0
-
-# insightface's five keypoints; left and right as seen in the image (as DLIB_LANDMARK_ORDER's).
-KEYPOINT_ORDER = ("left_eye_centre", "right_eye_centre", "nose_tip", "left_mouth_corner", "right_mouth_corner")
-ARCFACE_KEYPOINT_TEMPLATE = AlignmentTemplate(
-    name="arcface-112-insightface5",
-    size=(ARCFACE_CHIP, ARCFACE_CHIP),
-    points=ARCFACE_DST,
-    landmark_order=KEYPOINT_ORDER,
-    method="umeyama",
-)
-
 
 @dataclass(frozen=True)
 class Detections:

@@ -108,9 +108,22 @@ ARCFACE_TEMPLATE = AlignmentTemplate(
     method="umeyama",
 )
 
+# insightface's five keypoints (SCRFD's, ``leam.face.scrfd``); left and right as seen in the image, as
+# DLIB_LANDMARK_ORDER's. arcface_dst is defined in this order, so SCRFD's points need no approximation.
+KEYPOINT_ORDER = ("left_eye_centre", "right_eye_centre", "nose_tip", "left_mouth_corner", "right_mouth_corner")
+ARCFACE_KEYPOINT_TEMPLATE = AlignmentTemplate(
+    name="arcface-112-insightface5",
+    size=(ARCFACE_CHIP, ARCFACE_CHIP),
+    points=ARCFACE_DST,
+    landmark_order=KEYPOINT_ORDER,
+    method="umeyama",
+)
+
 __all__ = [
     "ARCFACE_CHIP",
     "ARCFACE_DST",
+    "ARCFACE_KEYPOINT_TEMPLATE",
+    "KEYPOINT_ORDER",
     "ARCFACE_TEMPLATE",
     "DLIB_CHIP",
     "DLIB_LANDMARK_ORDER",
