@@ -31,6 +31,9 @@ class ModelSpec:
     threshold_metric: str  # "euclidean" or "cosine"
     weights_hint: str  # where the weights come from
     license: str = ""
+    # RGB colour in [0, 255] that the normalisation maps to zero (the "mean" fill of faithfulness curves);
+    # None: per image, the chip's own mean colour (e.g. prewhitening)
+    mean_colour: tuple[float, float, float] | None = None
 
 
 @dataclass

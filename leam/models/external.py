@@ -56,6 +56,15 @@ class Preset:
     def normalization(self) -> str:
         return f"{self.color_order} (x - {list(self.mean)}) / {list(self.std)}"
 
+    @property
+    def mean_rgb(self) -> tuple[float, float, float]:
+        """The RGB colour the model sees as zero: ``mean`` in RGB order. A preset that passes [0, 255] on
+        unchanged (mean 0, std 1, as ``arcface-raw``) is for graphs that normalise themselves; their
+        normalisation is not known here, and insightface's graphs subtract 127.5 (SFace's too), so 127.5."""
+        if tuple(map(float, self.mean)) == (0.0,) * 3 and tuple(map(float, self.std)) == (1.0,) * 3:
+            return (127.5, 127.5, 127.5)
+        return tuple(self.mean[::-1]) if self.color_order == "BGR" else tuple(self.mean)
+
 
 PRESETS = {
     "arcface": Preset(
@@ -221,6 +230,7 @@ def from_module(
         default_layers=tuple(spread_layers(layers)),
         threshold=preset.threshold,
         threshold_metric=preset.threshold_metric,
+        mean_colour=preset.mean_rgb,
         weights_hint=f"in {source}" if source else "given as a Python module",
     )
     return FaceModel(spec, wrapped, source, {"kind": kind, "preset": preset.name})

