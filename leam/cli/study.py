@@ -25,7 +25,7 @@ from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
 from leam.models import DEFAULT_MODEL, list_models
 from leam.models.choice import SPEC, file_record, parse_model_args
-from leam.study.config import REFERENCES, StudyConfig
+from leam.study.config import DEFAULT_FILLS, FILLS, REFERENCES, StudyConfig
 from leam.study.engines import ENGINES
 from leam.study.run import run_study
 
@@ -54,6 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-transfer", action="store_true", help="skip occluding each model with the others' maps")
     add_face_option(p)
     add_detector_option(p)
+    p.add_argument("--faithfulness", action="store_true",
+                   help="deletion and insertion curves of LEAM's maps, rival methods and baselines (adding it to a "
+                        "finished run adds only this phase)")
+    p.add_argument("--fills", nargs="+", choices=FILLS, default=list(DEFAULT_FILLS), metavar="FILL",
+                   help=f"what deleted pixels show: {', '.join(FILLS)} (default: {' '.join(DEFAULT_FILLS)}; "
+                        "inpaint costs ~0.1-1 s per image)")
+    p.add_argument("--faithfulness-identities", type=positive_int, default=50, metavar="N",
+                   help="identities scored per model, a seeded sample of those with enough photos (default 50)")
+    p.add_argument("--faithfulness-photos", type=positive_int, default=1, metavar="N",
+                   help="explained photos scored per sampled identity (default 1)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--workers", type=workers_count, default="auto", metavar="N|auto",
                    help="units run side by side in N processes, each on one core (default auto: one per core, "
@@ -102,6 +112,10 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         face=args.face,
         detector=args.detector,
         seed=args.seed,
+        faithfulness=args.faithfulness,
+        fills=tuple(args.fills),
+        faithfulness_identities=args.faithfulness_identities,
+        faithfulness_photos=args.faithfulness_photos,
     )
 
 

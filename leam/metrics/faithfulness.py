@@ -46,9 +46,11 @@ Embed = Callable[[np.ndarray], np.ndarray]  # (N, H, W, 3) uint8 chips -> (N, D)
 # ------------------------------------------------------------------------------------- rankings
 
 
-def pixel_order(values: np.ndarray) -> np.ndarray:
+def pixel_order(values: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
     """Flat indices of an (H, W) map, highest value first; ties in raster order (the lower flat index first)
-    (``leam.metrics.regions.pixel_ranking``). NaN and infinite values are refused.
+    (``leam.metrics.regions.pixel_ranking``), or with ``rng`` in a random order (so that a blank map, or the
+    zeros of a map's ReLU, rank like random pixels instead of the chip's top rows). NaN and infinite values
+    are refused.
 
     >>> pixel_order(np.array([[1, 3], [3, 2]])).tolist()
     [1, 2, 3, 0]
@@ -58,7 +60,11 @@ def pixel_order(values: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a map of shape (H, W), got shape {values.shape}")
     if np.isnan(values).any():
         raise ValueError(f"the map holds {int(np.isnan(values).sum())} NaN values; cannot rank its pixels")
-    return pixel_ranking(values)
+    if rng is None:
+        return pixel_ranking(values)
+    if not np.isfinite(values).all():
+        raise ValueError("map holds NaN or infinite values")
+    return np.lexsort((rng.permutation(values.size), -values.ravel()))
 
 
 def random_order(shape: tuple[int, int], rng: np.random.Generator, within: np.ndarray | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ from leam._paths import check_outputs, claim_outputs
 from leam.errors import LeamError
 from leam.report import page as pages
 from leam.report import plots
+from leam.report.faithfulness import faithfulness_body
 from leam.report.page import esc, img, note
 from leam.report.tables import format_value, summarise_study, table_files, write_tables
 from leam.study import stats
@@ -30,7 +31,8 @@ IDENTITY_ROWS = 60  # the identities table is shown in the page up to this many 
 SECTIONS = {
     "glance": "At a glance", "setup": "Set-up", "similarity": "Map similarity: same vs different identities",
     "occlusion": "Validation by occlusion", "transfer": "Transfer across models", "regions": "Face regions",
-    "groups": "Groups", "examples": "Example identities", "failures": "Failures", "tables": "Tables",
+    "faithfulness": "Faithfulness", "groups": "Groups", "examples": "Example identities", "failures": "Failures",
+    "tables": "Tables",
 }
 
 
@@ -63,6 +65,7 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
             _occlusion(summaries),
             _transfer(summaries, manifest),
             _regions(summaries),
+            section("faithfulness", faithfulness_body(summaries)),
             _groups(tables, summaries),
             _examples(store, tables, manifest),
             _failures(summaries),

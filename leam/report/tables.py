@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leam.study import stats
+from leam.study import faithfulness_stats, stats
 
 MARKDOWN_ROWS = 5000  # larger tables (e.g. per identity over all of LFW) are written as CSV only
 
@@ -34,6 +34,7 @@ def summarise_study(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         per_identity = stats.identity_variability(table("regions"))
         out["regions_identity"] = per_identity
         out["regions_variability"] = stats.variability_summary(per_identity)
+    out.update(faithfulness_stats.summarise(table("faithfulness"), table("specificity")))
     out["failures"] = stats.failure_counts(table("failures"))
     images = table("images")
     for name in stats.attribute_names(images):

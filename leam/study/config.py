@@ -19,8 +19,15 @@ OPTIONS = {
     "direction": "--direction", "aggregation": "--aggregate", "parser": "--parser", "thresholds": "--thresholds",
     "occlusion_percents": "--occlusion-percents", "occlusion_seeds": "--occlusion-seeds",
     "occlusion_layers": "--occlusion-layers", "pairs": "--pairs", "transfer": "--no-transfer", "face": "--face",
-    "seed": "--seed", "model_files": "--models", "detector": "--detector",
+    "seed": "--seed", "model_files": "--models", "detector": "--detector", "faithfulness": "--faithfulness",
+    "fills": "--fills", "faithfulness_identities": "--faithfulness-identities",
+    "faithfulness_photos": "--faithfulness-photos",
 }
+# Settings of the faithfulness phase only: a resume that changes them keeps every other unit (and adding
+# --faithfulness to a finished run only adds that phase).
+PHASE_SETTINGS = ("faithfulness", "fills", "faithfulness_identities", "faithfulness_photos")
+FILLS = ("black", "mean", "blur", "inpaint")  # what deleted pixels show (leam.metrics.faithfulness)
+DEFAULT_FILLS = ("black", "mean", "blur")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,11 @@ class StudyConfig:
     detector: str = "dlib"  # of leam.face.DETECTORS; runs written before the choice were dlib's (the default)
     # the models of ``models`` that are files: {name: leam.models.choice.file_record(...)}, path, size, SHA-256
     model_files: dict[str, dict] = field(default_factory=dict)
+    # deletion/insertion curves (leam.study.faithfulness): of the first photo(s) of a seeded sample of identities
+    faithfulness: bool = False
+    fills: tuple[str, ...] = DEFAULT_FILLS
+    faithfulness_identities: int = 50  # per model, among those with enough photos for a consensus map
+    faithfulness_photos: int = 1  # explained photos per sampled identity
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
@@ -65,6 +77,7 @@ class StudyConfig:
         object.__setattr__(self, "pair_thresholds", pair)
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "occlusion_layers", tuple(self.occlusion_layers))
+        object.__setattr__(self, "fills", tuple(self.fills))
 
     def check(self) -> None:
         """Refuse (``LeamError``, naming the option) settings that cannot make a study: values out of range,
@@ -102,6 +115,13 @@ class StudyConfig:
         _at_least(self.pairs, 0, "pairs")
         _at_least(self.emd_grid, 2, "emd_grid")
         _at_least(self.seed, 0, "seed")
+        if not self.fills:
+            raise LeamError(f"--fills: expected one or more of {', '.join(FILLS)}")
+        for fill in self.fills:
+            _one_of(fill, FILLS, "fills")
+        _once(self.fills, "fills")
+        _at_least(self.faithfulness_identities, 1, "faithfulness_identities")
+        _at_least(self.faithfulness_photos, 1, "faithfulness_photos")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -114,7 +134,8 @@ class StudyConfig:
         d["layers"] = {k: tuple(v) for k, v in d.get("layers", {}).items()}
         if "largest_face" in d:  # runs written before the face rule
             d.setdefault("face", "largest" if d.pop("largest_face") else "only")
-        for key in ("models", "thresholds", "occlusion_percents", "pair_thresholds", "emd_layers", "occlusion_layers"):
+        for key in ("models", "thresholds", "occlusion_percents", "pair_thresholds", "emd_layers", "occlusion_layers",
+                    "fills"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -154,6 +175,8 @@ def differences(stored: dict, wanted: dict) -> list[str]:
             continue
         if key == "transfer":
             out.append("--no-transfer, not without it" if was is False else "without --no-transfer, not with it")
+        elif key == "faithfulness":
+            out.append("--faithfulness, not without it" if was else "without --faithfulness, not with it")
         else:
             out.append(f"{_option(key)} {_spelled(was)}, not {_spelled(now)}")
     return out

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from leam.data.dataset import Photo
 from leam.study.checksums import sha256_file
-from leam.study.config import StudyConfig
+from leam.study.config import PHASE_SETTINGS, StudyConfig
 from leam.study.store import LEGACY, RunStore, unit_dir_name
 from leam.study.units import Unit
 
@@ -57,12 +57,25 @@ def identity_inputs(photos: Iterable[Photo]) -> dict:
 
 
 def reads(config: StudyConfig, unit: Unit, identities: Iterable[str] = ()) -> list[str]:
-    """The identity units a transfer or pairs unit reads (``identities``: the data's, for pairs)."""
+    """The units a transfer, pairs, population or faithfulness unit reads (``identities``: the data's, for
+    pairs and population)."""
     if unit.kind == "transfer":
         return [unit_name(Unit("identity", m, unit.identity)) for m in config.models]
-    if unit.kind == "pairs":
+    if unit.kind in ("pairs", "population"):
         return [unit_name(Unit("identity", unit.model, i)) for i in identities]
+    if unit.kind == "faithfulness":  # the population unit reads every identity unit of the model
+        return [unit_name(Unit("identity", unit.model, unit.identity)), unit_name(Unit("population", unit.model))]
     return []
+
+
+def unit_inputs(store: RunStore, config: StudyConfig, unit: Unit, identities: Iterable[str] = (),
+                redo: frozenset[str] | set[str] = frozenset()) -> dict:
+    """What a unit other than an identity unit reads: the done markers of its upstream units, and for a
+    faithfulness unit also the phase's settings (changing them redoes that phase only)."""
+    inputs = upstream_inputs(store, reads(config, unit, identities), redo)
+    if unit.kind == "faithfulness":
+        inputs["settings"] = plain({k: getattr(config, k) for k in PHASE_SETTINGS})
+    return inputs
 
 
 def upstream_inputs(store: RunStore, units: Iterable[str], redo: frozenset[str] | set[str] = frozenset()) -> dict:
@@ -132,7 +145,7 @@ class StudyInputs:
     def of(self, unit: Unit, redo: frozenset[str] | set[str] = frozenset()) -> dict:
         if unit.kind == "identity":
             return self.photos(unit.identity)
-        return upstream_inputs(self.store, reads(self.config, unit, self.dataset), redo)
+        return unit_inputs(self.store, self.config, unit, self.dataset, redo)
 
     def is_current(self, unit: Unit, redo: frozenset[str] | set[str] = frozenset()) -> bool:
         """Whether the unit is done, intact, and was done with the current inputs; ``redo``: units that

@@ -27,7 +27,7 @@ from leam.maps.hooks import resolve_layers
 from leam.models import default_weights_path, model_spec
 from leam.models.choice import changed_files
 from leam.parse import list_parsers
-from leam.study.config import StudyConfig, differences
+from leam.study.config import PHASE_SETTINGS, StudyConfig, differences
 from leam.study.engines import check_engine, ray_units, resolve_device, start_ray
 from leam.study.inputs import StudyInputs, plain, unit_name
 from leam.study.store import BACKUP, RunStore, unit_dir_name
@@ -80,13 +80,16 @@ def run_study(
                 "photos": sum(len(v) for v in dataset.values()),
             }
             store.write_manifest(manifest)
+        if manifest["config"] != wanted:  # only the faithfulness phase's settings differ (``check_resume``)
+            manifest["config"] = wanted
         store.clean_temporaries()
         session = {"id": uuid.uuid4().hex, "started": _now(), "finished": None, "workers": workers,
                    "engine": engine, "device": device}
         CACHE.keep_dataset(config.data, session["id"], dataset)  # what this session's units read here
         phases = plan(config, dataset)
         inputs = StudyInputs(store, config, dataset)
-        removed = store.remove_units_except({DATA_UNIT, *(unit_name(u) for phase in phases for u in phase)})
+        removed = store.remove_units_except({DATA_UNIT, *(unit_name(u) for phase in phases for u in phase),
+                                             *_phase_units_kept(store, config)})
         changes = inputs.changes(removed)
         changes.counts["entries left out"] += _update_data_unit(store, config)
         pending = inputs.pending(phases)  # not done, damaged, done with other inputs, or reading one of those
@@ -117,6 +120,15 @@ def run_study(
         session.update(finished=_now(), seconds=round(time.perf_counter() - started, 3))
         store.write_manifest(manifest)
         return tables
+
+
+def _phase_units_kept(store: RunStore, config: StudyConfig) -> set[str]:
+    """The faithfulness phase's unit folders, kept (not planned, not in the tables) in a session without
+    ``--faithfulness``: a later session with it finds them done."""
+    parts = Path(store.root) / "parts"
+    if config.faithfulness or not parts.is_dir():
+        return set()
+    return {d.name for d in parts.iterdir() if d.name.startswith(("faithfulness__", "population__"))}
 
 
 def _update_data_unit(store: RunStore, config: StudyConfig) -> bool:
@@ -183,9 +195,11 @@ def check_resume(out: str | Path, manifest: dict | None, wanted: dict) -> None:
         raise LeamError(f"{out}/run.json: not the run.json of a leam study; use another --out folder") from None
     if changed := changed_files(stored["model_files"], wanted.get("model_files", {})):
         raise LeamError(f"{out}: {changed}")
-    if stored != wanted:
-        raise LeamError(f"{out} holds a run with a different configuration ({'; '.join(differences(stored, wanted))}); "
-                        "use the same options to resume it, or another --out folder")
+    was, now = ({k: v for k, v in c.items() if k not in PHASE_SETTINGS} for c in (stored, wanted))
+    if was != now:
+        raise LeamError(f"{out} holds a run with a different configuration ({'; '.join(differences(was, now))}); "
+                        "use the same options to resume it (the faithfulness options may differ: they redo only "
+                        "that phase), or another --out folder")
 
 
 def _run_units(root: str, config_dict: dict, units: list[Unit], workers: int, engine: str = "local",

@@ -45,7 +45,7 @@ from leam._io import parquet_bytes, write_file, write_temporary
 from leam.errors import LeamError
 from leam.study.checksums import read_sealed, read_sealed_bytes, sealed, sha256_bytes, sha256_file
 
-TABLES = ("images", "regions", "occlusion", "transfer", "pairs", "failures")
+TABLES = ("images", "regions", "occlusion", "transfer", "pairs", "faithfulness", "specificity", "failures")
 PART_FILES = frozenset({*(f"{t}.parquet" for t in TABLES), "maps.npz"})  # the files a unit (or tables/) holds
 CHECKSUMS = "checksums.json"
 BACKUP = "run.json.bak"

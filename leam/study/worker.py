@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -24,8 +24,9 @@ from leam.data.dataset import load_dataset
 from leam.models import FaceModel
 from leam.models.choice import ModelChoice, choice_from_record, load_model_choice
 from leam.parse import FaceParser, create_parser
+from leam.study import faithfulness
 from leam.study.config import StudyConfig
-from leam.study.inputs import identity_inputs, reads, unit_name, upstream_inputs
+from leam.study.inputs import identity_inputs, unit_inputs, unit_name
 from leam.study.store import RunStore
 from leam.study.units import Unit, identity_unit, model_layers, pairs_unit, transfer_unit, unit_rng
 
@@ -131,7 +132,7 @@ def run_identity(job: UnitJob) -> UnitResult:
 def run_transfer(job: UnitJob) -> UnitResult:
     """Occlude a model's chips of an identity with the other models' maps of the same photos."""
     config, store, unit = job.config, job.store, job.unit
-    inputs = upstream_inputs(store, reads(config, unit))
+    inputs = unit_inputs(store, config, unit)
     sources = {}
     for m in config.models:
         u = unit_name(Unit("identity", m, unit.identity))
@@ -148,14 +149,8 @@ def run_pairs(job: UnitJob) -> UnitResult:
     """Compare the maps of sampled pairs of a model's explained photos, across all identities."""
     config, store, unit = job.config, job.store, job.unit
     identities = job.dataset()
-    inputs = upstream_inputs(store, reads(config, unit, identities))
-    frames = []
-    for identity in identities:
-        u = unit_name(Unit("identity", unit.model, identity))
-        images = store.unit_table(u, "images")
-        if images is not None and len(images):
-            frames.append(images.assign(unit=u))
-    images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["role"])
+    inputs = unit_inputs(store, config, unit, identities)
+    images = _model_images(store, unit.model, identities)
     opened: dict[str, np.lib.npyio.NpzFile] = {}
 
     def load_map(u: str, index: int, layer: str) -> np.ndarray:
@@ -167,13 +162,54 @@ def run_pairs(job: UnitJob) -> UnitResult:
     return UnitResult(inputs, pairs_unit(config, unit.model, layers, images, load_map, unit_rng(config, unit)))
 
 
+def _model_images(store: RunStore, model: str, identities: Iterable[str]) -> pd.DataFrame:
+    """The image rows of a model's identity units, with a ``unit`` column naming each row's unit."""
+    frames = []
+    for identity in identities:
+        u = unit_name(Unit("identity", model, identity))
+        images = store.unit_table(u, "images")
+        if images is not None and len(images):
+            frames.append(images.assign(unit=u))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["role"])
+
+
+def run_population(job: UnitJob) -> UnitResult:
+    """Sum a model's default maps over all its explained photos (the faithfulness phase's population prior)."""
+    config, store, unit = job.config, job.store, job.unit
+    identities = job.dataset()
+    inputs = unit_inputs(store, config, unit, identities)
+    opened: dict[str, np.lib.npyio.NpzFile] = {}
+
+    def load_map(u: str, index: int) -> np.ndarray:
+        if u not in opened:
+            opened[u] = store.unit_arrays(u)
+        return opened[u][f"{index}/aggregate"]
+
+    arrays = faithfulness.population_unit(_model_images(store, unit.model, identities), load_map)
+    return UnitResult(inputs, {}, arrays)
+
+
+def run_faithfulness(job: UnitJob) -> UnitResult:
+    """Deletion and insertion curves of every ranking for an identity's sampled photos under a model."""
+    config, store, unit = job.config, job.store, job.unit
+    inputs = unit_inputs(store, config, unit)
+    own = unit_name(Unit("identity", unit.model, unit.identity))
+    images = store.unit_table(own, "images")
+    population = store.unit_arrays(unit_name(Unit("population", unit.model)))
+    if images is None or not len(images) or population is None:
+        return UnitResult(inputs, {})
+    tables = faithfulness.faithfulness_unit(config, job.model(), unit.identity, images, store.unit_arrays(own),
+                                            population, store.unit_arrays, unit_rng(config, unit))
+    return UnitResult(inputs, tables)
+
+
 @dataclass(frozen=True)
 class UnitKind:
     """A kind of unit: its units in a study (a phase; none when the study has no such phase), the label of
     its phase (the progress a caller shows) and the function that does one."""
 
     label: str
-    units: Callable[[StudyConfig, list[str]], list[Unit] | None]
+    units: Callable[[StudyConfig, Mapping[str, list]], list[Unit] | None]  # (config, identity -> photos)
     run: Callable[[UnitJob], UnitResult]
 
 
@@ -183,14 +219,21 @@ UNIT_KINDS: dict[str, UnitKind] = {  # in the order their phases run: each reads
     "transfer": UnitKind("transfer", lambda c, ids: [Unit("transfer", m, i) for m in c.models for i in ids]
                          if c.transfer and len(c.models) > 1 else None, run_transfer),
     "pairs": UnitKind("map pairs", lambda c, ids: [Unit("pairs", m) for m in c.models], run_pairs),
+    "population": UnitKind("population maps", lambda c, ids: [Unit("population", m) for m in c.models]
+                           if c.faithfulness else None, run_population),
+    "faithfulness": UnitKind("faithfulness", lambda c, ids: [Unit("faithfulness", m, i) for m in c.models
+                                                             for i in faithfulness.sample_identities(c, ids)]
+                             if c.faithfulness else None, run_faithfulness),
 }
 
 
-def plan(config: StudyConfig, identities: Iterable[str]) -> list[list[Unit]]:
+def plan(config: StudyConfig, dataset: Mapping[str, list] | Iterable[str]) -> list[list[Unit]]:
     """The study's units in phases, one per kind of unit (``UNIT_KINDS``): identities × models, then
-    transfer (with several models), then pairs."""
-    identities = list(identities)
-    phases = [kind.units(config, identities) for kind in UNIT_KINDS.values()]
+    transfer (with several models), pairs, and with ``--faithfulness`` population maps and curves.
+    ``dataset``: identity -> photos (identities alone: each as if without photos)."""
+    if not isinstance(dataset, Mapping):
+        dataset = {i: [] for i in dataset}
+    phases = [kind.units(config, dataset) for kind in UNIT_KINDS.values()]
     return [units for units in phases if units is not None]
 
 

@@ -498,3 +498,12 @@ def test_the_docstring_examples():
     import doctest
 
     assert doctest.testmod(F).failed == 0
+
+
+def test_pixel_order_with_rng_breaks_only_ties_at_random():
+    values = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 2.0]])
+    orders = {tuple(F.pixel_order(values, np.random.default_rng(s)).tolist()) for s in range(40)}
+    assert all(o[:2] in ((1, 5), (5, 1)) and o[2] == 3 and set(o[3:]) == {0, 2, 4} for o in orders)
+    assert len({o[:2] for o in orders}) == 2 and len({o[3:] for o in orders}) == 6  # every tie order occurs
+    distinct = np.random.default_rng(0).random((7, 5))
+    np.testing.assert_array_equal(F.pixel_order(distinct, np.random.default_rng(1)), F.pixel_order(distinct))

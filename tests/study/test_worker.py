@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,13 +77,31 @@ def test_each_study_module_imports_first_in_a_fresh_interpreter(first: str) -> N
 def test_plan_has_one_phase_per_kind_in_the_tables_order() -> None:
     two = StudyConfig(data="d", models=("a", "b"))
     phases = plan(two, ["x", "y"])
-    assert [p[0].kind for p in phases] == list(UNIT_KINDS) == ["identity", "transfer", "pairs"]
+    assert [p[0].kind for p in phases] == ["identity", "transfer", "pairs"]
+    assert list(UNIT_KINDS) == ["identity", "transfer", "pairs", "population", "faithfulness"]
     assert phases[0] == [Unit("identity", m, i) for m in ("a", "b") for i in ("x", "y")]
     assert phases[2] == [Unit("pairs", "a"), Unit("pairs", "b")]
     assert [p[0].kind for p in plan(StudyConfig(data="d", models=("a", "b"), transfer=False), ["x"])] == [
         "identity", "pairs"]
     assert [p[0].kind for p in plan(StudyConfig(data="d", models=("a",)), ["x"])] == ["identity", "pairs"]
     assert plan(StudyConfig(data="d", models=("a",)), []) == [[], [Unit("pairs", "a")]]
+
+
+def test_plan_samples_identities_with_enough_photos_for_faithfulness() -> None:
+    data = {"one": [1], "two": [1, 2], "three": [1, 2, 3], "four": [1, 2, 3, 4], "five": [1] * 5}
+    config = StudyConfig(data="d", models=("a", "b"), faithfulness=True, faithfulness_identities=2)
+    phases = plan(config, data)
+    assert [p[0].kind for p in phases] == ["identity", "transfer", "pairs", "population", "faithfulness"]
+    assert phases[3] == [Unit("population", "a"), Unit("population", "b")]
+    chosen = [u.identity for u in phases[4] if u.model == "a"]
+    assert len(chosen) == 2 and set(chosen) <= {"three", "four", "five"}  # a consensus needs two more photos
+    assert [u.identity for u in phases[4] if u.model == "b"] == chosen  # the same people for every model
+    assert plan(replace(config, seed=1), data)[4] != phases[4] or len({tuple(plan(replace(config, seed=s), data)[4])
+                                                                       for s in range(8)}) > 1
+    everyone = plan(replace(config, faithfulness_identities=10), data)[4]
+    assert [u.identity for u in everyone if u.model == "a"] == ["three", "four", "five"]  # in the data's order
+    mean = plan(replace(config, reference="mean", faithfulness_identities=10), data)[4]
+    assert [u.identity for u in mean if u.model == "a"] == ["two", "three", "four", "five"]
 
 
 def test_phase_bars_draws_one_bar_per_phase(capsys) -> None:

@@ -1,0 +1,208 @@
+"""The faithfulness phase of a study (``leam study --faithfulness``): do a map's top pixels matter to the
+model, more than rival maps' and trivial baselines', and is the map this person's?
+
+For the first ``faithfulness_photos`` explained photos of a seeded sample of ``faithfulness_identities``
+identities per model, every *ranking* of the chip's pixels is scored by deletion and insertion curves
+(``leam.metrics.faithfulness.curves``) under each fill. A ranking is named by three columns:
+
+- ``method``: ``leam``, ``gradcam``, ``gradxact`` (gradient × activation, no ReLU), ``saliency`` (input
+  gradient), ``occlusion`` (black-box patch occlusion); baselines ``random``, ``random_face``, ``centre_prior``,
+  ``population_prior`` (the mean default map of all *other* identities); person-specificity ``consensus`` (the
+  mean default map of the person's *other* photos) and ``other_person`` (a photo of another identity); and
+  ``default``: the rows of the map ``explain`` and ``study`` show by default, once more under that name;
+- ``map``: a layer's own map, ``mean``, ``max`` or ``early`` (the mean of the first ``EARLY_LAYERS``
+  layers), ``input`` (saliency), ``patch`` (occlusion), ``aggregate`` (maps stored by the study), or "";
+- ``objective``: ``loss`` or ``similarity`` for gradient maps (whose gradient LEAM weights), else "".
+
+Two units: ``population`` (per model: the sum of all explained photos' default maps, and the pool of photos
+another person's map is drawn from) and ``faithfulness`` (per model and sampled identity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from leam.maps import minmax_normalize
+from leam.maps.attribution import Attribution
+from leam.maps.occlusion_map import occlusion_sensitivity
+from leam.metrics.faithfulness import centre_prior, curves, pixel_order, random_order
+from leam.metrics.similarity import bhattacharyya
+from leam.models import FaceModel
+from leam.parse import UNLABELLED
+from leam.study.config import StudyConfig
+
+EARLY_LAYERS = 3
+CAM_METHODS = ("leam", "gradcam", "gradxact")
+AGGREGATE_MAPS = ("mean", "max", "early")
+RIVAL_MAPS = ("mean", "early")  # the maps of Grad-CAM and gradient × activation scored
+BASELINES = ("random", "random_face", "centre_prior", "population_prior")
+PERSON = ("consensus", "other_person")
+PATCH_FRACTION, STRIDE_FRACTION = 8, 16  # the black-box map's patch: 1/8 of the chip's side, stride 1/16
+KEY = "\x1f"  # joins (method, map, objective) into a ranking's key
+
+
+def min_photos(config: StudyConfig) -> int:
+    """Photos an identity needs for a sampled photo with a consensus map of at least one other photo."""
+    return 3 if config.reference == "baseline" else 2
+
+
+def sample_identities(config: StudyConfig, dataset: dict) -> list[str]:
+    """The identities whose photos are scored: a seeded sample of ``faithfulness_identities`` among those
+    with ``min_photos`` photos, in the data's order (the same for every model)."""
+    eligible = [i for i, photos in dataset.items() if len(photos) >= min_photos(config)]
+    if len(eligible) <= config.faithfulness_identities:
+        return eligible
+    digest = hashlib.sha1(b"faithfulness").digest()
+    rng = np.random.default_rng([config.seed, int.from_bytes(digest[:8], "little")])
+    keep = set(rng.choice(len(eligible), config.faithfulness_identities, replace=False).tolist())
+    return [i for k, i in enumerate(eligible) if k in keep]
+
+
+def default_ranking(config: StudyConfig) -> tuple[str, str, str]:
+    """(method, map, objective) of the map ``explain`` and ``study`` show by default."""
+    return ("leam", config.aggregation, config.direction)
+
+
+def population_unit(images: pd.DataFrame, load_map: Callable[[str, int], np.ndarray]) -> dict[str, np.ndarray]:
+    """The sum and count of the default maps (``aggregate``) of all explained photos of a model, with the pool
+    of photos (their unit, identity and index) another person's map is drawn from.
+
+    ``images``: the model's image rows with a ``unit`` column; ``load_map(unit, index)``: a stored map."""
+    explained = images[images["role"] == "explained"].reset_index(drop=True)
+    total = None
+    for r in explained.itertuples():
+        m = load_map(r.unit, r.array_index).astype(np.float64)
+        total = m if total is None else total + m
+    return {
+        "sum": np.zeros((0, 0)) if total is None else total,
+        "count": np.array(len(explained)),
+        "units": explained["unit"].to_numpy(dtype=str),
+        "identities": explained["identity"].to_numpy(dtype=str),
+        "indices": explained["array_index"].to_numpy(dtype=np.int64),
+    }
+
+
+def _split(key: str) -> tuple[str, str, str]:
+    method, name, objective = key.split(KEY)
+    return method, name, objective
+
+
+def _key(method: str, name: str = "", objective: str = "") -> str:
+    return KEY.join((method, name, objective))
+
+
+def own_maps(config: StudyConfig, model: FaceModel, layers: list[str], chips: np.ndarray,
+             refs: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Per photo, {ranking key: (H, W) map} of the gradient methods, both objectives, in one batch each."""
+    early = layers[:EARLY_LAYERS]
+    x = model.chips_to_tensor(chips)
+    ref = torch.as_tensor(refs, dtype=torch.float32)
+    out: list[dict[str, np.ndarray]] = [{} for _ in chips]
+    for objective in ("loss", "similarity"):
+        engine = Attribution(model.net, layers, direction=objective, methods=CAM_METHODS,
+                             saliency=objective == config.direction)
+        result = engine(x, ref, allow_self_reference=True)
+        for method in CAM_METHODS:
+            maps = result.maps[method]
+            combined = {"mean": torch.stack([maps[n] for n in layers]).mean(0),
+                        "max": torch.stack([maps[n] for n in layers]).max(0).values,
+                        "early": torch.stack([maps[n] for n in early]).mean(0)}
+            names = AGGREGATE_MAPS if method == "leam" else RIVAL_MAPS
+            if method != "leam" and objective != config.direction:
+                continue  # rivals: the study's objective only
+            for j in range(len(chips)):
+                for name in names:
+                    out[j][_key(method, name, objective)] = combined[name][j].cpu().numpy()
+                if method == "leam" and objective == config.direction:
+                    for n in layers:
+                        out[j][_key(method, n, objective)] = maps[n][j].cpu().numpy()
+        if result.saliency is not None:
+            for j in range(len(chips)):
+                out[j][_key("saliency", "input", objective)] = result.saliency[j].cpu().numpy()
+    return out
+
+
+def _normalised(values: np.ndarray) -> np.ndarray:
+    return minmax_normalize(torch.as_tensor(values[None], dtype=torch.float64))[0].numpy()
+
+
+def faithfulness_unit(
+    config: StudyConfig,
+    model: FaceModel,
+    identity: str,
+    images: pd.DataFrame,
+    arrays,
+    population,
+    load_arrays: Callable[[str], object],
+    rng: np.random.Generator,
+) -> dict[str, pd.DataFrame]:
+    """Deletion and insertion curves of every ranking for the sampled photos of one identity, and the
+    Bhattacharyya coefficients of the person-specificity reading.
+
+    ``images``/``arrays``: the identity unit's table and arrays; ``population``: the population unit's arrays;
+    ``load_arrays(unit)``: another identity unit's arrays (for ``other_person``)."""
+    name, spec = model.spec.name, model.spec
+    explained = images[images["role"] == "explained"].sort_values("array_index")
+    if explained.empty:
+        return {}
+    layers = [str(n) for n in (config.layers.get(name) or spec.default_layers)]
+    chosen = explained.head(config.faithfulness_photos)
+    index = chosen["array_index"].tolist()
+    chips = np.stack([arrays[f"{i}/chip"] for i in index])
+    refs = np.stack([arrays[f"{i}/ref"] for i in index]).astype(np.float32)
+    own = own_maps(config, model, layers, chips, refs)
+    stored = {i: arrays[f"{i}/aggregate"].astype(np.float64) for i in explained["array_index"]}
+    total, count = population["sum"], int(population["count"])
+    mine = sum(stored.values())
+    prior = _normalised((total - mine) / (count - len(stored))) if count > len(stored) else None
+    pool = [k for k, who in enumerate(population["identities"]) if who != identity]
+    default = _key(*default_ranking(config))
+    shape = spec.input_size
+    face_rows, bc_rows = [], []
+    for j, i in enumerate(index):
+        chip, ref, emb = chips[j], refs[j], arrays[f"{i}/embedding"]
+        face = arrays[f"{i}/labels"] != UNLABELLED
+        maps = dict(own[j])
+        side = min(shape)
+        maps[_key("occlusion", "patch")] = occlusion_sensitivity(
+            model.embed, chip, ref, max(1, side // PATCH_FRACTION), max(1, side // STRIDE_FRACTION), base=emb)
+        maps[_key("centre_prior")] = centre_prior(shape)
+        others = [stored[k] for k in stored if k != i]
+        person = {"consensus": _normalised(np.mean(others, axis=0)) if others else None}
+        if pool:
+            k = pool[int(rng.integers(len(pool)))]
+            other = load_arrays(str(population["units"][k]))
+            person["other_person"] = other[f"{int(population['indices'][k])}/aggregate"].astype(np.float64)
+        person["population_prior"] = prior
+        for method, values in person.items():
+            if values is not None:
+                maps[_key(method, "aggregate")] = values
+        orders = {key: pixel_order(values, rng) for key, values in maps.items()}  # ties: at random
+        orders[_key("random")] = random_order(shape, rng)
+        orders[_key("random_face")] = random_order(shape, rng, within=face if face.any() else None)
+        rows = curves(model.embed, chip, ref, orders, config.fills, spec.threshold, spec.threshold_metric,
+                      spec.mean_colour, base=emb)
+        image = str(chosen.iloc[j]["image"])
+        for row in rows:
+            key = row.pop("method")
+            method, map_name, objective = _split(key)
+            face_rows.append({"model": name, "identity": identity, "image": image, "method": method,
+                              "map": map_name, "objective": objective, **row})
+            if key == default:
+                face_rows.append({**face_rows[-1], "method": "default"})
+        for method, values in person.items():
+            if values is None:
+                continue
+            for p in config.pair_thresholds:
+                try:
+                    bc = bhattacharyya(maps[default], values, p)
+                except ValueError:  # an all-zero map
+                    bc = np.nan
+                bc_rows.append({"model": name, "identity": identity, "image": image, "versus": method,
+                                "threshold": np.nan if p is None else float(p), "bc": bc})
+    return {"faithfulness": pd.DataFrame(face_rows), "specificity": pd.DataFrame(bc_rows)}

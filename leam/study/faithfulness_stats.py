@@ -1,0 +1,193 @@
+"""Statistics of a study's faithfulness phase, from its tables only (``faithfulness``, ``specificity``):
+per-photo curve areas and pixels to un-match, rankings best first, the default map against the baselines,
+person-specificity, and one plain sentence per model.
+
+A ranking is (method, map, objective) (``leam.study.faithfulness``). Deletion: a lower area (the cosine
+falls sooner) and fewer pixels to un-match mean a more faithful ranking; insertion: a higher area.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leam.metrics.faithfulness import curve_auc, pixels_to_unmatch
+from leam.metrics.paired import paired_comparison
+
+RANKING = ["method", "map", "objective"]
+PHOTO = ["model", "identity", "image"]
+BASELINES = ("random", "random_face", "centre_prior", "population_prior")
+ALPHA = 0.05
+# person-specificity: (better if person-specific, than) on the same photos
+SPECIFICITY_PAIRS = (("default", "other_person"), ("default", "population_prior"),
+                     ("consensus", "other_person"), ("consensus", "population_prior"))
+
+
+def ranking_label(method: str, map_name: str = "", objective: str = "") -> str:
+    """A ranking as people read it: ``leam mean``, ``gradcam early (similarity)``, ``random_face``."""
+    text = " ".join(t for t in (method, map_name) if t and t != "aggregate")
+    return f"{text} (similarity)" if objective == "similarity" else text
+
+
+def per_photo(faithfulness: pd.DataFrame) -> pd.DataFrame:
+    """One row per photo, ranking, fill and direction: ``auc`` (``curve_auc``), and for deletion ``unmatch``
+    (the fraction of pixels whose deletion makes the pair fail verification) with ``censored`` (never failed
+    up to the last fraction)."""
+    keys = [*PHOTO, *RANKING, "fill", "direction"]
+    if faithfulness is None or faithfulness.empty:
+        return pd.DataFrame(columns=[*keys, "auc", "unmatch", "censored"])
+    table = faithfulness.sort_values([*keys, "fraction"], kind="stable")
+    rows = []
+    for key, g in table.groupby(keys, sort=False, dropna=False):
+        fractions, cos = g["fraction"].to_numpy(float), g["cosine"].to_numpy(float)
+        row = dict(zip(keys, key))
+        row["auc"] = curve_auc(fractions, cos)
+        if row["direction"] == "deletion":
+            row["unmatch"], row["censored"] = pixels_to_unmatch(fractions, g["match"].to_numpy(bool))
+        else:
+            row["unmatch"], row["censored"] = np.nan, False
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ranking_summary(photos: pd.DataFrame) -> pd.DataFrame:
+    """Per model, fill, direction and ranking: photos, mean area with a 95 % interval (± 1.96 standard errors),
+    and for deletion the median pixels to un-match and the share censored; best first within each group."""
+    if photos.empty:
+        return pd.DataFrame()
+    g = photos.groupby(["model", "fill", "direction", *RANKING], sort=False)
+    out = g.agg(photos=("auc", "count"), auc=("auc", "mean"), auc_sd=("auc", "std"),
+                unmatch_median=("unmatch", "median"), censored=("censored", "mean")).reset_index()
+    half = 1.96 * out["auc_sd"].fillna(0) / np.sqrt(out["photos"].clip(lower=1))
+    out["auc_low"], out["auc_high"] = out["auc"] - half, out["auc"] + half
+    out["ranking"] = [ranking_label(m, n, o) for m, n, o in out[RANKING].itertuples(index=False)]
+    out["order"] = np.where(out["direction"] == "deletion", out["auc"], -out["auc"])
+    out = out.sort_values(["model", "fill", "direction", "order"], kind="stable").drop(columns=["order", "auc_sd"])
+    out["rank"] = out.groupby(["model", "fill", "direction"]).cumcount() + 1
+    return out.reset_index(drop=True)
+
+
+def _paired(photos: pd.DataFrame, a: str, b: str, value: str, direction: str = "deletion") -> dict:
+    """``paired_comparison`` of ``value`` between rankings ``a`` and ``b`` (method names) on the same photos."""
+    sel = photos[photos["direction"] == direction]
+    left = sel[sel["method"] == a].set_index(PHOTO)[value]
+    right = sel[sel["method"] == b].set_index(PHOTO)[value]
+    both = pd.concat([left.rename("a"), right.rename("b")], axis=1, join="inner").dropna()
+    return paired_comparison(both["a"].to_numpy(float), both["b"].to_numpy(float), rng=np.random.default_rng(0))
+
+
+def versus_baselines(photos: pd.DataFrame, ranking: str = "default") -> pd.DataFrame:
+    """Per model and fill: the ``ranking``'s deletion area against each baseline's on the same photos (a
+    negative difference: the ranking's pixels matter more), with the Wilcoxon p and a bootstrap 95 % CI."""
+    rows = []
+    for (model, fill), g in photos.groupby(["model", "fill"], sort=False):
+        for base in BASELINES:
+            if base in set(g["method"]) and ranking in set(g["method"]):
+                rows.append({"model": model, "fill": fill, "ranking": ranking, "baseline": base,
+                             **_paired(g, ranking, base, "auc")})
+    return pd.DataFrame(rows)
+
+
+def specificity(photos: pd.DataFrame) -> pd.DataFrame:
+    """Person-specificity by deletion: per model and fill, each pair of ``SPECIFICITY_PAIRS`` compared on the
+    deletion area and on pixels to un-match (paired, same photos)."""
+    rows = []
+    for (model, fill), g in photos.groupby(["model", "fill"], sort=False):
+        for a, b in SPECIFICITY_PAIRS:
+            if not {a, b} <= set(g["method"]):
+                continue
+            for value in ("auc", "unmatch"):
+                rows.append({"model": model, "fill": fill, "a": a, "b": b, "measure": value,
+                             **_paired(g, a, b, value)})
+    return pd.DataFrame(rows)
+
+
+def consensus_share(photos: pd.DataFrame) -> pd.DataFrame:
+    """Per model and fill: the share of identities whose consensus map's deletion area (mean over their
+    scored photos) is below the population prior's."""
+    sel = photos[(photos["direction"] == "deletion") & photos["method"].isin(["consensus", "population_prior"])]
+    if sel.empty:
+        return pd.DataFrame(columns=["model", "fill", "identities", "consensus_better"])
+    per = sel.groupby(["model", "fill", "identity", "method"])["auc"].mean().unstack("method").dropna()
+    better = (per["consensus"] < per["population_prior"]).groupby(["model", "fill"])
+    return pd.DataFrame({"identities": better.size(), "consensus_better": better.mean()}).reset_index()
+
+
+def specificity_bc(table: pd.DataFrame) -> pd.DataFrame:
+    """The Bhattacharyya reading: per model and threshold, the mean BC of each photo's default map with the
+    person's consensus, the population prior and another person's map, and the paired test of consensus vs
+    population prior (a positive difference: the consensus is closer)."""
+    if table is None or table.empty:
+        return pd.DataFrame()
+    rows = []
+    for (model, threshold), g in table.groupby(["model", "threshold"], sort=False, dropna=False):
+        wide = g.pivot_table(index=PHOTO, columns="versus", values="bc")
+        row = {"model": model, "threshold": threshold}
+        for col in ("consensus", "population_prior", "other_person"):
+            row[f"bc_{col}"] = wide[col].mean() if col in wide else np.nan
+        if {"consensus", "population_prior"} <= set(wide):
+            both = wide[["consensus", "population_prior"]].dropna()
+            test = paired_comparison(both["consensus"].to_numpy(float), both["population_prior"].to_numpy(float),
+                                     rng=np.random.default_rng(0))
+            row.update({f"consensus_vs_prior_{k}": v for k, v in test.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdicts(against: pd.DataFrame, specific: pd.DataFrame) -> dict[str, str]:
+    """One plain sentence per model: whether its default map beats every baseline under every fill, and
+    whether its maps are person-specific (consensus and own map beat another person's and the prior)."""
+    out = {}
+    for model in dict.fromkeys([*against.get("model", []), *specific.get("model", [])]):
+        parts = []
+        a = against[against["model"] == model] if len(against) else against
+        if len(a):
+            wins = a[(a["mean_diff"] < 0) & (a["p_wilcoxon"] < ALPHA)]
+            lost = a.drop(wins.index)
+            if lost.empty:
+                parts.append(f"its default map beats all {a['baseline'].nunique()} baselines under every fill "
+                             f"(deletion area, Wilcoxon p < {ALPHA})")
+            else:
+                missed = sorted({f"{r.baseline} ({r.fill})" for r in lost.itertuples()})
+                parts.append(f"its default map does not beat {', '.join(missed)} (deletion area, p < {ALPHA})")
+        s = specific[(specific["model"] == model) & (specific["measure"] == "auc")] if len(specific) else specific
+        if len(s):
+            holds = s[(s["mean_diff"] < 0) & (s["p_wilcoxon"] < ALPHA)]
+            if len(holds) == len(s):
+                parts.append("its maps are person-specific: the photo's own map and the person's consensus beat "
+                             "another person's map and the population prior under every fill")
+            elif holds.empty:
+                parts.append("its maps are not shown to be person-specific: neither the own map nor the consensus "
+                             "beats another person's map or the population prior")
+            else:
+                ok = sorted({f"{r.a} beats {r.b}" for r in holds.itertuples()})
+                parts.append(f"person-specificity is partial: only {'; '.join(ok)} (in some fills)")
+        out[model] = f"{model}: " + "; ".join(parts) + "." if parts else f"{model}: no faithfulness rows."
+    return out
+
+
+def mean_curves(faithfulness: pd.DataFrame) -> pd.DataFrame:
+    """Per model, fill, direction, ranking and fraction: photos, mean cosine with a 95 % band (± 1.96
+    standard errors) and the share of pairs still matching."""
+    if faithfulness is None or faithfulness.empty:
+        return pd.DataFrame()
+    g = faithfulness.groupby(["model", "fill", "direction", *RANKING, "fraction"], sort=False)
+    out = g.agg(photos=("cosine", "count"), cosine=("cosine", "mean"), sd=("cosine", "std"),
+                match=("match", "mean")).reset_index()
+    half = 1.96 * out["sd"].fillna(0) / np.sqrt(out["photos"].clip(lower=1))
+    out["low"], out["high"] = out["cosine"] - half, out["cosine"] + half
+    out["ranking"] = [ranking_label(m, n, o) for m, n, o in out[RANKING].itertuples(index=False)]
+    return out.drop(columns="sd")
+
+
+def summarise(faithfulness: pd.DataFrame, specificity_table: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    """The report's faithfulness summaries by name (``faithfulness_*``); none without faithfulness rows."""
+    if faithfulness is None or faithfulness.empty:
+        return {}
+    photos = per_photo(faithfulness)
+    out = {"faithfulness_curves": mean_curves(faithfulness), "faithfulness_photos": photos,
+           "faithfulness_rankings": ranking_summary(photos), "faithfulness_baselines": versus_baselines(photos),
+           "faithfulness_specificity": specificity(photos), "faithfulness_consensus": consensus_share(photos)}
+    if specificity_table is not None and not specificity_table.empty:
+        out["faithfulness_bc"] = specificity_bc(specificity_table)
+    return out
