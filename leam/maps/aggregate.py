@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import torch
 
-AGGREGATIONS = ("mean", "max")
+AGGREGATIONS = ("mean", "max", "early")
+EARLY_LAYERS = 3  # "early": the mean of the first three layers (in the order given: the model's, shallow first)
 
 
 def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
@@ -21,11 +22,15 @@ def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
 def aggregate_maps(maps: Mapping[str, torch.Tensor], method: str = "mean") -> torch.Tensor:
     """Combine normalised per-layer maps {layer: (N, H, W)} into one (N, H, W) map in [0, 1].
 
-    "mean": the mean over layers; "max": LayerCAM's element-wise maximum.
+    "mean": the mean over layers; "max": LayerCAM's element-wise maximum; "early": the mean over the first
+    ``EARLY_LAYERS`` layers (all of them when there are fewer), whose own maps matter most in occlusion.
     """
     if method not in AGGREGATIONS:
         raise ValueError(f"expected aggregation in {AGGREGATIONS}, got {method!r}")
     if not maps:
         raise ValueError("no maps to aggregate")
-    stacked = torch.stack(list(maps.values()))
-    return stacked.mean(0) if method == "mean" else stacked.max(0).values
+    values = list(maps.values())
+    if method == "early":
+        values = values[:EARLY_LAYERS]
+    stacked = torch.stack(values)
+    return stacked.max(0).values if method == "max" else stacked.mean(0)

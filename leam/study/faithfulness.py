@@ -10,8 +10,9 @@ identities per model, every *ranking* of the chip's pixels is scored by deletion
   ``population_prior`` (the mean default map of all *other* identities); person-specificity ``consensus`` (the
   mean default map of the person's *other* photos) and ``other_person`` (a photo of another identity); and
   ``default``: the rows of the map ``explain`` and ``study`` show by default, once more under that name;
-- ``map``: a layer's own map, ``mean``, ``max`` or ``early`` (the mean of the first ``EARLY_LAYERS``
-  layers), ``input`` (saliency), ``patch`` (occlusion), ``aggregate`` (maps stored by the study), or "";
+- ``map``: a layer's own map, ``mean``, ``max`` or ``early`` (the mean of the first three layers:
+  ``leam.maps.aggregate``), ``input`` (saliency), ``patch`` (occlusion), ``aggregate`` (the study's stored
+  maps), or "";
 - ``objective``: ``loss`` or ``similarity`` for gradient maps (whose gradient LEAM weights), else "".
 
 Two units: ``population`` (per model: the sum of all explained photos' default maps, and the pool of photos
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from leam.maps import minmax_normalize
+from leam.maps import AGGREGATIONS, minmax_normalize
 from leam.maps.attribution import Attribution
 from leam.maps.occlusion_map import occlusion_sensitivity
 from leam.metrics.faithfulness import centre_prior, curves, pixel_order, random_order
@@ -36,9 +37,8 @@ from leam.models import FaceModel
 from leam.parse import UNLABELLED
 from leam.study.config import StudyConfig
 
-EARLY_LAYERS = 3
 CAM_METHODS = ("leam", "gradcam", "gradxact")
-AGGREGATE_MAPS = ("mean", "max", "early")
+AGGREGATE_MAPS = AGGREGATIONS  # mean, max, early (``leam.maps.aggregate``)
 RIVAL_MAPS = ("mean", "early")  # the maps of Grad-CAM and gradient × activation scored
 BASELINES = ("random", "random_face", "centre_prior", "population_prior")
 PERSON = ("consensus", "other_person")
@@ -99,7 +99,6 @@ def _key(method: str, name: str = "", objective: str = "") -> str:
 def own_maps(config: StudyConfig, model: FaceModel, layers: list[str], chips: np.ndarray,
              refs: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Per photo, {ranking key: (H, W) map} of the gradient methods, both objectives, in one batch each."""
-    early = layers[:EARLY_LAYERS]
     x = model.chips_to_tensor(chips)
     ref = torch.as_tensor(refs, dtype=torch.float32)
     out: list[dict[str, np.ndarray]] = [{} for _ in chips]
@@ -109,10 +108,8 @@ def own_maps(config: StudyConfig, model: FaceModel, layers: list[str], chips: np
         result = engine(x, ref, allow_self_reference=True)
         for method in CAM_METHODS:
             maps = result.maps[method]
-            combined = {"mean": torch.stack([maps[n] for n in layers]).mean(0),
-                        "max": torch.stack([maps[n] for n in layers]).max(0).values,
-                        "early": torch.stack([maps[n] for n in early]).mean(0)}
             names = AGGREGATE_MAPS if method == "leam" else RIVAL_MAPS
+            combined = {name: result.aggregate(method, name) for name in names}
             if method != "leam" and objective != config.direction:
                 continue  # rivals: the study's objective only
             for j in range(len(chips)):

@@ -175,3 +175,14 @@ def test_engine_arguments_checked(kwargs, message):
 
 def test_layer_shapes_of_a_one_channel_net():
     assert layer_shapes(tiny_embedder(), (3, 3)) == [("conv", (2, 3, 3))]
+
+
+def test_early_aggregation_is_the_mean_of_the_first_three_layers():
+    import torch
+
+    from leam.maps import aggregate_maps
+
+    maps = {f"l{i}": torch.full((1, 2, 2), float(i)) for i in range(5)}
+    assert aggregate_maps(maps, "early").flatten().tolist() == [1.0] * 4  # (0 + 1 + 2) / 3
+    assert aggregate_maps(dict(list(maps.items())[:2]), "early").flatten().tolist() == [0.5] * 4
+    assert aggregate_maps(maps, "max").flatten().tolist() == [4.0] * 4
