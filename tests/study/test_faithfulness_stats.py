@@ -41,7 +41,8 @@ def test_per_photo_areas_and_unmatch_are_the_metric_functions():
     assert len(photos) == 3 * 2 * 2 * 2
     row = photos[(photos["image"] == "p1") & (photos["method"] == "default") & (photos["fill"] == "blur")
                  & (photos["direction"] == "deletion")].iloc[0]
-    curve = t[(t["image"] == "p1") & (t["method"] == "default") & (t["fill"] == "blur") & (t["direction"] == "deletion")]
+    curve = t[(t["image"] == "p1") & (t["method"] == "default") & (t["fill"] == "blur")
+              & (t["direction"] == "deletion")]
     assert row["auc"] == pytest.approx(curve_auc(curve["fraction"].to_numpy(), curve["cosine"].to_numpy()))
     first_fail = curve[~curve["match"]]["fraction"].min()  # 0.8 - 1.2 f < 0.5 from f = 0.25: first at 0.30
     assert row["unmatch"] == pytest.approx(first_fail) and not row["censored"]
