@@ -53,6 +53,12 @@ def faithfulness_body(summaries: dict[str, pd.DataFrame]) -> str:
         fig = unmatch_figure(summaries["faithfulness_photos"], model)
         if fig is not None:
             body.append(img(png_bytes(fig), f"{model}: pixels to un-match"))
+    if len(candidates := summaries.get("faithfulness_candidates", pd.DataFrame())):
+        cols = ["model", "fill", "best", "best_auc", "default_auc", "vs_default_n", "vs_default_mean_diff",
+                "vs_default_ci_low", "vs_default_ci_high", "vs_default_p_wilcoxon"]
+        body.append(html_table(candidates[cols], "The LEAM map with the lowest deletion area per model, under the "
+                                                 "black fill and the most conservative fill (where random pixels "
+                                                 "lower the cosine least), vs the default on the same photos"))
     if len(against):
         cols = ["model", "fill", "baseline", "n", "mean_diff", "ci_low", "ci_high", "p_wilcoxon", "rank_biserial"]
         body.append(html_table(against[[c for c in cols if c in against]],

@@ -187,7 +187,44 @@ def summarise(faithfulness: pd.DataFrame, specificity_table: pd.DataFrame | None
     photos = per_photo(faithfulness)
     out = {"faithfulness_curves": mean_curves(faithfulness), "faithfulness_photos": photos,
            "faithfulness_rankings": ranking_summary(photos), "faithfulness_baselines": versus_baselines(photos),
-           "faithfulness_specificity": specificity(photos), "faithfulness_consensus": consensus_share(photos)}
+           "faithfulness_specificity": specificity(photos), "faithfulness_consensus": consensus_share(photos),
+           "faithfulness_candidates": default_candidates(photos)}
     if specificity_table is not None and not specificity_table.empty:
         out["faithfulness_bc"] = specificity_bc(specificity_table)
     return out
+
+
+def conservative_fill(photos: pd.DataFrame, model: str) -> str | None:
+    """The fill under which deleting random pixels lowers the model's cosine least (the highest deletion area of
+    the ``random`` baseline): the fill that disturbs the model least by itself, so the one whose results owe
+    least to out-of-distribution artefacts."""
+    sel = photos[(photos["model"] == model) & (photos["method"] == "random") & (photos["direction"] == "deletion")]
+    if sel.empty:
+        return None
+    return str(sel.groupby("fill")["auc"].mean().idxmax())
+
+
+def default_candidates(photos: pd.DataFrame) -> pd.DataFrame:
+    """Per model, under the reference study's black fill and the most conservative fill (``conservative_fill``):
+    the LEAM ranking with the lowest mean deletion area, and how it compares with the default on the same
+    photos (paired; a negative difference: the candidate's pixels matter more)."""
+    rows = []
+    deletion = photos[(photos["direction"] == "deletion") & (photos["method"] == "leam")]
+    for model in dict.fromkeys(photos["model"]):
+        fills = list(dict.fromkeys(f for f in ("black", conservative_fill(photos, model)) if f is not None))
+        for fill in fills:
+            sel = deletion[(deletion["model"] == model) & (deletion["fill"] == fill)]
+            if sel.empty:
+                continue
+            means = sel.groupby(["map", "objective"])["auc"].mean().sort_values()
+            map_name, objective = means.index[0]
+            best = sel[(sel["map"] == map_name) & (sel["objective"] == objective)].set_index(PHOTO)["auc"]
+            base = photos[(photos["model"] == model) & (photos["fill"] == fill) & (photos["direction"] == "deletion")
+                          & (photos["method"] == "default")].set_index(PHOTO)["auc"]
+            both = pd.concat([best.rename("a"), base.rename("b")], axis=1, join="inner").dropna()
+            test = paired_comparison(both["a"].to_numpy(float), both["b"].to_numpy(float), rng=np.random.default_rng(0))
+            rows.append({"model": model, "fill": fill, "conservative": fill != "black" or len(fills) == 1,
+                         "best": ranking_label("leam", map_name, objective), "best_auc": means.iloc[0],
+                         "default_auc": float(both["b"].mean()) if len(both) else np.nan,
+                         **{f"vs_default_{k}": v for k, v in test.items()}})
+    return pd.DataFrame(rows)

@@ -96,3 +96,16 @@ def test_bc_reading():
     assert full["bc_consensus"] == pytest.approx(0.6 + 0.055) and full["bc_other_person"] == pytest.approx(0.355)
     assert full["consensus_vs_prior_mean_diff"] == pytest.approx(0.2)
     assert full["consensus_vs_prior_p_wilcoxon"] < 0.001
+
+
+def test_default_candidates_pick_the_best_leam_map_and_the_conservative_fill():
+    t = _table({**STRONG, "leam": 1.2}, fills=("black", "blur", "mean"))
+    early = t[t["method"] == "leam"].assign(map="early", cosine=lambda d: np.where(
+        d["direction"] == "deletion", 0.8 - 1.6 * d["fraction"], d["cosine"]))
+    blur_random = (t["method"] == "random") & (t["fill"] == "blur") & (t["direction"] == "deletion")
+    t.loc[blur_random, "cosine"] += 0.05  # random pixels hurt least under blur: the conservative fill
+    photos = fs.per_photo(pd.concat([t, early], ignore_index=True))
+    assert fs.conservative_fill(photos, "m") == "blur"
+    c = fs.default_candidates(photos)
+    assert c["fill"].tolist() == ["black", "blur"] and c["best"].tolist() == ["leam early", "leam early"]
+    assert (c["vs_default_mean_diff"] < 0).all() and (c["vs_default_p_wilcoxon"] < 1e-5).all()
