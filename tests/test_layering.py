@@ -46,6 +46,14 @@ TORCH_FREE = (
     "leam.metrics.paired",
     "leam.study.faithfulness_stats",
     "leam.report.faithfulness",
+    "leam.explore",
+    "leam.explore.people",
+    "leam.explore.maps",
+    "leam.explore.render",
+    "leam.explore.plan",
+    "leam.explore.assets",
+    "leam.explore.pages",
+    "leam.explore.site",
 )
 FORBIDDEN = ("torch", "leam.models", "leam.parse", "leam.maps")
 

@@ -9,7 +9,21 @@ from typing import NoReturn
 
 from leam import __version__
 from leam._io import text_name
-from leam.cli import demo, embed, explain, layers, models, parse, protect, protect_eval, regions, report, study, verify
+from leam.cli import (
+    demo,
+    embed,
+    explain,
+    explore,
+    layers,
+    models,
+    parse,
+    protect,
+    protect_eval,
+    regions,
+    report,
+    study,
+    verify,
+)
 from leam.errors import LeamError
 
 
@@ -20,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, report, verify, protect, protect_eval)
+COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, report, explore, verify, protect, protect_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,266 @@
+"""``explore``: a study's run folder → a static site to browse its people (``SITE/index.html``, one page per
+identity under ``SITE/people/``, pictures under ``SITE/img/``), from the run's tables and stored maps only.
+
+Two passes over the identity units, each in ``workers`` spawned processes: the first sums every unit's maps
+(for the population priors), the second computes each person's numbers and draws the pictures the site's
+manifest does not list as current (``leam.explore.plan``). Nothing here loads or runs a model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+
+from leam._io import write_file
+from leam._paths import check_outputs, claim_outputs
+from leam.errors import LeamError
+from leam.explore import maps, pages, people, plan, render
+from leam.report.html import _glance as glance_section
+from leam.report.page import esc
+from leam.study import stats
+from leam.study.store import RunStore
+
+Progress = Callable[[int, int], None]
+INTRO = ("<p>Every identity of the run: per model, its <b>consensus map</b> (the mean of its photos' aggregate "
+         "maps), the distance of that map from the <b>population prior</b> (the mean map of every other person's "
+         "photos; EMD in pixels of the aligned face, on a {grid}×{grid} grid), the face regions of the consensus "
+         "map's top 1 % pixels read on the person's own photos, the variability of their photos' region shares "
+         "(Σ std / Σ mean of the top {var} shares), and the occlusion drop of LEAM's top {occ} pixels minus as "
+         "many random ones. <b>unusual</b>: the mean over models of the percentile rank of EMD (1: the farthest "
+         "from the population under every model); the table starts with the most unusual people. Click a "
+         "column to sort by it; choose a model to see its columns only.</p>")
+
+
+@dataclass(frozen=True)
+class ExploreResult:
+    """What ``explore`` wrote: the site folder and its index, how many people, how many (identity, model) jobs
+    had pictures drawn and how many picture files, and how long it took."""
+
+    site: Path
+    index: Path
+    people: int
+    drawn: int
+    files: int
+    seconds: float
+
+
+def explore(run_dir: str | Path, out: str | Path | None = None, workers: int = 1,
+            progress: Progress | None = None) -> ExploreResult:
+    """Write the explorer of the run in ``run_dir`` to the folder ``out`` (default ``RUN/explore``); a later call
+    draws only the pictures whose inputs changed. ``progress(done, total)`` is called as units are read and
+    drawn, and pages written."""
+    start = time.perf_counter()
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise LeamError(f"{run_dir}: no run.json; expected the folder of a `leam study` run")
+    site = Path(out) if out is not None else Path(run_dir) / "explore"
+    if site.exists() and not site.is_dir():
+        raise LeamError(f"{site}: is a file; give --out the folder to write the explorer in")
+    check_outputs([site / "index.html", site / plan.MANIFEST], run=run_dir)  # a clash is named before any work
+    tables = store.tables()
+    if "images" not in tables:
+        raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
+    images, failures = tables["images"], tables.get("failures", pd.DataFrame())
+    models = [str(m) for m in manifest.get("config", {}).get("models", [])]
+    names = people.people(images, failures)
+    every = people.jobs(images, models)
+    digests = {j.key: d for j in every if (d := store.marker_digest(j.unit)) is not None}
+    jobs = [j for j in every if j.key in digests]  # a unit without a whole done marker has no maps to show
+    steps = Steps(progress, 2 * len(jobs) + len(names))
+
+    totals = population_sums(str(run_dir), jobs, workers, steps)
+    layers = {m: people.model_layers(manifest, m) for m in models}
+    priors = {j.key for j in jobs if totals[j.model].count > len(j.explained)}
+    todo = plan.plan(site, plan.load(site), jobs, digests, layers,
+                     {m: plan.population_key(t) for m, t in totals.items()}, priors)
+    links = {n: pages.Link(n, f"people/{people.file_stem(n)}.html") for n in names}
+    planned = [site / "index.html", site / plan.MANIFEST, *(site / link.href for link in links.values()),
+               *(site / f for f in todo.files()),
+               *(site / f for m in todo.population for f in render.population_files(m))]
+    claim_outputs(check_outputs(planned, run=run_dir))
+    plan.remove(site, todo.stale)
+    for m in todo.population:
+        render.draw_population(site, m, totals[m])
+    numbers, files = person_numbers(str(run_dir), site, jobs, layers, totals, todo.draw, workers, steps)
+    with_prior = {(j.identity, j.model) for j in jobs if j.key in priors}
+    index = write_pages(site, manifest, tables, models, names, jobs, numbers, links, layers, with_prior, steps)
+    plan.save(site, todo.manifest)
+    return ExploreResult(site, index, len(names), len(todo.draw), files, time.perf_counter() - start)
+
+
+class Steps:
+    """Counts the steps done and calls ``progress(done, total)``."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+# ------------------------------------------------------------------------------------------ the two passes
+
+
+def parallel(fn: Callable, tasks: list[tuple], workers: int) -> Iterator[tuple[int, object]]:
+    """(k, ``fn(*tasks[k])``) for every task as it finishes, in ``workers`` spawned processes (here when 1)."""
+    if workers <= 1 or len(tasks) <= 1:
+        for k, task in enumerate(tasks):
+            yield k, fn(*task)
+        return
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"))
+    try:
+        futures = {pool.submit(fn, *task): k for k, task in enumerate(tasks)}
+        for f in as_completed(futures):
+            yield futures[f], f.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def unit_sums(run_dir: str, job: people.Job) -> maps.Sums:
+    """The sums of one job's maps and chips (a task of the first pass)."""
+    with _arrays(run_dir, job) as arrays:
+        return maps.sums(arrays, job.explained)
+
+
+def population_sums(run_dir: str, jobs: list[people.Job], workers: int, step: Callable[[], None]
+                    ) -> dict[str, maps.Sums]:
+    """Per model: the ``Sums`` of every job's explained photos (exact: the order they arrive in does not
+    matter)."""
+    totals: dict[str, maps.Sums] = {}
+    for k, s in parallel(unit_sums, [(run_dir, j) for j in jobs], workers):
+        model = jobs[k].model
+        t = totals.get(model)
+        totals[model] = s if t is None else maps.Sums(t.count + s.count, t.maps + s.maps, t.chips + s.chips)
+        step()
+    return totals
+
+
+def person_task(run_dir: str, site: Path, job: people.Job, layers: list[str], total: maps.Sums,
+                what: set[str]) -> tuple[maps.Person, int]:
+    """One job of the second pass: the person's numbers, and its pictures ``what`` drawn; (numbers, files)."""
+    with _arrays(run_dir, job) as arrays:
+        own, consensus, prior = maps.consensus_and_prior(arrays, job.explained, total)
+        numbers = maps.person(arrays, job.explained, consensus, prior)
+        files = render.draw_job(site, arrays, job, layers, own, consensus, prior, what) if what else 0
+    return numbers, files
+
+
+def person_numbers(run_dir: str, site: Path, jobs: list[people.Job], layers: dict[str, list[str]],
+                   totals: dict[str, maps.Sums], draw: dict[str, set[str]], workers: int,
+                   step: Callable[[], None]) -> tuple[dict[tuple[str, str], maps.Person], int]:
+    """({(identity, model): numbers}, picture files written) of the second pass."""
+    light = {m: maps.Sums(t.count, t.maps) for m, t in totals.items()}  # the workers need no chips
+    tasks = [(run_dir, site, j, layers[j.model], light[j.model], draw.get(j.key, set())) for j in jobs]
+    found, files = {}, 0
+    for k, (person, written) in parallel(person_task, tasks, workers):
+        found[k] = person
+        files += written
+        step()
+    return {(j.identity, j.model): found[k] for k, j in enumerate(jobs)}, files  # in the jobs' order
+
+
+def _arrays(run_dir: str, job: people.Job):
+    arrays = RunStore(run_dir).unit_arrays(job.unit)
+    if arrays is None:
+        raise LeamError(f"{run_dir}: the unit {job.unit} has no maps.npz; run `leam study` on the run again")
+    return arrays
+
+
+# ------------------------------------------------------------------------------------------------- pages
+
+
+def write_pages(site: Path, manifest: dict, tables: dict[str, pd.DataFrame], models: list[str], names: list[str],
+                jobs: list[people.Job], numbers: dict[tuple[str, str], maps.Person], links: dict[str, pages.Link],
+                layers: dict[str, list[str]], priors: set[tuple[str, str]], step: Callable[[], None]) -> Path:
+    """Write ``index.html`` and every person's page (``priors``: the (identity, model) pairs with a population
+    prior); returns the index's path."""
+    images = tables["images"]
+    failures = tables.get("failures", pd.DataFrame())
+    variability, var_p = people.variability(tables.get("regions", pd.DataFrame()))
+    occlusion = people.occlusion(tables.get("occlusion", pd.DataFrame()))
+    gain, occ_p = people.occlusion_gain(occlusion)
+    per_model = people.per_model(numbers, variability, gain)
+    table = people_table(images, names, per_model)
+    attributes = [c for c in table.columns if c not in ("identity", "photos", "unusual")]
+    data = str(manifest.get("config", {}).get("data", "?"))
+    intro = INTRO.format(grid=maps.EMD_GRID, var=_percent(var_p), occ=_percent(occ_p))
+    index = site / "index.html"
+    write_file(index, pages.index_page(f"leam explorer · {data}", intro, glance_section(_glance(tables)), table,
+                                       per_model, models, attributes, links))
+    by_job = {(j.identity, j.model): j for j in jobs}
+    sizes = {m: tuple(manifest.get("models", {}).get(m, {}).get("input_size", (112, 112))) for m in models}
+    photos = _groups(images, ["identity", "model"])
+    drops = _groups(occlusion, ["identity", "model"])
+    rows = _groups(per_model, ["identity"])
+    fails = _groups(failures, ["identity"])
+    empty = pd.DataFrame(columns=["model", "identity", "image", "stage", "reason"])
+    order, facts = list(table["identity"]), table.set_index("identity")
+    for k, name in enumerate(order):
+        sections = [pages.model_section(i, m, by_job.get((name, m)), numbers.get((name, m)),
+                                        photos.get((name, m), images.iloc[0:0]),
+                                        drops.get((name, m), occlusion.iloc[0:0]), layers[m], sizes[m],
+                                        (name, m) in priors)
+                    for i, m in enumerate(models)]
+        mine = fails.get((name,), empty)
+        page = pages.person_page(name, _facts(facts.loc[name], attributes), links[order[k - 1]] if k else None,
+                                 links[order[k + 1]] if k + 1 < len(order) else None,
+                                 _summary(rows.get((name,), per_model.iloc[0:0]), mine), sections, mine)
+        write_file(site / links[name].href, page)
+        step()
+    return index
+
+
+def people_table(images: pd.DataFrame, names: list[str], per_model: pd.DataFrame) -> pd.DataFrame:
+    """One row per identity (photos, attributes, unusual), most unusual first (then by name)."""
+    attrs = people.attributes(images)
+    table = pd.DataFrame({"identity": names})
+    table["photos"] = table["identity"].map(people.photo_counts(images)).fillna(0).astype(int)
+    for a in attrs.columns:
+        table[a] = table["identity"].map(attrs[a]).fillna("")
+    table["unusual"] = table["identity"].map(people.unusualness(per_model))
+    return table.sort_values(["unusual", "identity"], ascending=[False, True], na_position="last", kind="stable")
+
+
+def _glance(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The summaries the report's "At a glance" table reads (similarity and occlusion), when the run has them."""
+    out = {}
+    if not tables.get("pairs", pd.DataFrame()).empty:
+        out["similarity"] = stats.similarity_summary(tables["pairs"])
+    if not tables.get("occlusion", pd.DataFrame()).empty:
+        out["occlusion"] = stats.occlusion_summary(tables["occlusion"])
+    return out
+
+
+def _groups(table: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+    """{key tuple: rows} of ``table`` grouped by ``keys`` (empty when the table lacks them)."""
+    if table.empty or not set(keys) <= set(table.columns):
+        return {}
+    return {(k if isinstance(k, tuple) else (k,)): g for k, g in table.groupby(keys, sort=False)}
+
+
+def _percent(p: float | None) -> str:
+    return "–" if p is None else f"{p:g} %"
+
+
+def _facts(row: pd.Series, attributes: list[str]) -> str:
+    said = [f"{esc(a)}: {esc(row[a] or 'unknown')}" for a in attributes]
+    return f"<p>{int(row['photos'])} photos · " + " · ".join(said) + "</p>" if said else \
+        f"<p>{int(row['photos'])} photos</p>"
+
+
+def _summary(rows: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """The person's numbers per model, for the top of their page."""
+    out = rows[["model", "photos", "emd", "bc", "variability", "drop_map", "drop_random", "gain"]].rename(columns={
+        "photos": "photos explained", "emd": "EMD from the prior", "bc": "BC with the prior",
+        "drop_map": "drop LEAM", "drop_random": "drop random", "gain": "LEAM − random"})
+    counts = failures.groupby("model").size() if len(failures) else pd.Series(dtype=int)
+    return out.assign(failures=out["model"].map(counts).fillna(0).astype(int))
