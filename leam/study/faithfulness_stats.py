@@ -134,35 +134,51 @@ def specificity_bc(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _won_in(table: pd.DataFrame) -> pd.Series:
+    """Rows where the first ranking's deletion area is lower than the second's with Wilcoxon p < ``ALPHA``."""
+    return (table["mean_diff"] < 0) & (table["p_wilcoxon"] < ALPHA)
+
+
+def _fills_said(fills: list[str], every: list[str]) -> str:
+    if len(fills) == len(every):
+        return "under every fill"
+    return f"under {', '.join(fills)} only" if fills else "under no fill"
+
+
 def verdicts(against: pd.DataFrame, specific: pd.DataFrame) -> dict[str, str]:
-    """One plain sentence per model: whether its default map beats every baseline under every fill, and
-    whether its maps are person-specific (consensus and own map beat another person's and the prior)."""
+    """One plain sentence per model: which baselines its default map beats under every fill (deletion area,
+    paired Wilcoxon p < ``ALPHA``) and under which fills the others, and whether its maps are person-specific
+    (the own map and the consensus beat another person's map and the population prior under every fill)."""
     out = {}
     for model in dict.fromkeys([*against.get("model", []), *specific.get("model", [])]):
         parts = []
         a = against[against["model"] == model] if len(against) else against
         if len(a):
-            wins = a[(a["mean_diff"] < 0) & (a["p_wilcoxon"] < ALPHA)]
-            lost = a.drop(wins.index)
-            if lost.empty:
-                parts.append(f"its default map beats all {a['baseline'].nunique()} baselines under every fill "
-                             f"(deletion area, Wilcoxon p < {ALPHA})")
+            every = list(dict.fromkeys(a["fill"]))
+            won = a[_won_in(a)]
+            by_base = {b: list(won[won["baseline"] == b]["fill"]) for b in dict.fromkeys(a["baseline"])}
+            always = [b for b, f in by_base.items() if len(f) == len(every)]
+            rest = [f"{b} {_fills_said(f, every)}" for b, f in by_base.items() if len(f) < len(every)]
+            if not rest:
+                parts.append(f"its default map beats all {len(always)} baselines under every fill")
             else:
-                missed = sorted({f"{r.baseline} ({r.fill})" for r in lost.itertuples()})
-                parts.append(f"its default map does not beat {', '.join(missed)} (deletion area, p < {ALPHA})")
+                head = f"its default map beats {', '.join(always)} under every fill" if always else \
+                    "its default map beats no baseline under every fill"
+                parts.append(f"{head} (beats {'; '.join(rest)})")
         s = specific[(specific["model"] == model) & (specific["measure"] == "auc")] if len(specific) else specific
         if len(s):
-            holds = s[(s["mean_diff"] < 0) & (s["p_wilcoxon"] < ALPHA)]
-            if len(holds) == len(s):
-                parts.append("its maps are person-specific: the photo's own map and the person's consensus beat "
-                             "another person's map and the population prior under every fill")
-            elif holds.empty:
-                parts.append("its maps are not shown to be person-specific: neither the own map nor the consensus "
-                             "beats another person's map or the population prior")
+            every = list(dict.fromkeys(s["fill"]))
+            won = s[_won_in(s)]
+            pairs = {(r.a, r.b) for r in s.itertuples()}
+            said = [f"{x} beats {y} {_fills_said(list(won[(won['a'] == x) & (won['b'] == y)]['fill']), every)}"
+                    for x, y in SPECIFICITY_PAIRS if (x, y) in pairs]
+            if len(won) == len(s):
+                parts.append("its maps are person-specific: the own map and the person's consensus beat another "
+                             "person's map and the population prior under every fill")
             else:
-                ok = sorted({f"{r.a} beats {r.b}" for r in holds.itertuples()})
-                parts.append(f"person-specificity is partial: only {'; '.join(ok)} (in some fills)")
-        out[model] = f"{model}: " + "; ".join(parts) + "." if parts else f"{model}: no faithfulness rows."
+                parts.append(f"person-specificity not shown ({'; '.join(said)})")
+        out[model] = f"{model}: " + "; ".join(parts) + f" (deletion area, paired Wilcoxon p < {ALPHA})." if parts \
+            else f"{model}: no faithfulness rows."
     return out
 
 

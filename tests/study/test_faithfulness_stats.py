@@ -75,7 +75,8 @@ def test_null_case_claims_nothing():
     against = fs.versus_baselines(photos)
     assert (against["p_wilcoxon"] > 0.001).all()
     sentence = fs.verdicts(against, fs.specificity(photos))["m"]
-    assert "does not beat" in sentence and "not shown to be person-specific" in sentence
+    assert "beats no baseline under every fill" in sentence and "person-specificity not shown" in sentence
+    assert "default beats other_person under no fill" in sentence
 
 
 def test_a_baseline_lost_under_one_fill_is_named():
@@ -83,7 +84,8 @@ def test_a_baseline_lost_under_one_fill_is_named():
     blur = (t["fill"] == "blur") & (t["method"] == "random_face")
     t.loc[blur & (t["direction"] == "deletion"), "cosine"] = 0.8 - 2.0 * t.loc[blur, "fraction"]
     sentence = fs.verdicts(fs.versus_baselines(fs.per_photo(t)), pd.DataFrame())["m"]
-    assert "does not beat random_face (blur)" in sentence and "(black)" not in sentence
+    assert "beats random, centre_prior, population_prior under every fill" in sentence
+    assert "(beats random_face under black only)" in sentence
 
 
 def test_bc_reading():
