@@ -45,7 +45,7 @@ MODELS ?= dlib-resnet facenet facenet-keras
 demo: setup
 	$(BIN)/leam study $(DATA) --models $(MODELS) --face largest --occlusion-seeds 3 --pairs 100 --workers 2 --out $(OUT)/study
 	$(BIN)/leam report $(OUT)/study --out $(OUT)/report.html
-	$(BIN)/leam explore $(OUT)/study --out $(OUT)/explore --workers 2
+	$(BIN)/leam explore $(OUT)/study --out $(OUT)/explore
 	@echo "open $(OUT)/report.html (the report) and $(OUT)/explore/index.html (every person, their photos and maps)"
 
 test: setup oracle

@@ -24,6 +24,8 @@ Sums of float16 maps in float64 are exact (every float16 is a multiple of 2⁻²
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +35,7 @@ from leam.metrics.regions import top_mask
 from leam.metrics.similarity import bhattacharyya, emd
 
 EMD_GRID = 15
+POT_NO_TORCH = "POT_BACKEND_DISABLE_PYTORCH"  # POT's switch for its torch backend
 TOP_PERCENT = 1.0  # region shares (and the variability within a person) of the top 1 % pixels
 
 
@@ -107,6 +110,7 @@ def distances(consensus: np.ndarray, prior_map: np.ndarray | None) -> tuple[floa
     prior or either map is zero everywhere."""
     if prior_map is None:
         return math.nan, math.nan
+    import_pot()
     try:
         return emd(consensus, prior_map, grid=min(EMD_GRID, *consensus.shape)), bhattacharyya(consensus, prior_map)
     except ValueError:  # an all-zero map: no distribution
@@ -126,3 +130,20 @@ def difference(consensus: np.ndarray, prior_map: np.ndarray) -> np.ndarray:
     d = a / max(a.sum(), 1e-300) - b / max(b.sum(), 1e-300)
     top = float(np.abs(d).max())
     return d / top if top > 0 else d
+
+
+def import_pot() -> None:
+    """Import POT (``ot``, which ``leam.metrics.similarity.emd`` uses) without its PyTorch backend: POT imports
+    torch when it is installed (1.3 s and a few hundred MB per process), and the explorer needs NumPy's only.
+    The environment is restored; a process that imported POT before keeps it as it was."""
+    if "ot" in sys.modules:
+        return
+    before = os.environ.get(POT_NO_TORCH)
+    os.environ[POT_NO_TORCH] = "1"
+    try:
+        import ot  # noqa: F401
+    finally:
+        if before is None:
+            del os.environ[POT_NO_TORCH]
+        else:
+            os.environ[POT_NO_TORCH] = before

@@ -17,8 +17,8 @@ import pandas as pd
 
 from leam.explore import render
 from leam.explore.assets import CSS, INDEX_JS, PERSON_JS, script_json
+from leam.explore.jobs import Job
 from leam.explore.maps import Person
-from leam.explore.people import Job
 from leam.report.html import html_table as study_table
 from leam.report.page import esc, html_table, note, page
 from leam.report.tables import format_value
@@ -135,19 +135,18 @@ def person_page(identity: str, facts: str, prev: Link | None, next_: Link | None
 def model_section(k: int, model: str, job: Job | None, person: Person | None, photos: pd.DataFrame,
                   occlusion: pd.DataFrame, layers: Sequence[str], size: tuple[int, int], prior: bool) -> str:
     """A model's part of a person's page: consensus, population and (with a ``prior``) difference pictures,
-    region shares against the population's, occlusion drops, and every photo with its aggregate and layer maps
-    (``photos``: the identity's image rows of the model; ``job`` None: no pictures of the model)."""
+    region shares against the population's, occlusion drops (the person's rows of ``people.occlusion``), and
+    every photo with its aggregate and layer maps (``photos``: the person's image rows of the model; ``job``
+    None: no pictures of the model)."""
     head = f'<section id="model-{k}"><h2>{esc(model)}</h2>'
     if job is None or person is None:
         return head + note("No maps of this person under this model (every photo failed, or the run's parts/ "
                            "folder lacks the unit).") + "</section>"
     parts = [head, _pictures(job, model, size, prior), _shares(person)]
     if len(occlusion):
-        wide = occlusion.pivot_table(index="percent", columns="kind", values="drop", sort=True)
-        wide = wide.reindex(columns=[c for c in ("map", "random", "random_face") if c in wide])
-        parts.append(study_table(wide.rename(columns={"map": "LEAM", "random_face": "random in face"}),
-                                 "Mean drop of cosine similarity when the top pixels are blacked out (aggregate map)",
-                                 index=True))
+        drops = occlusion.sort_values("percent")[["percent", "map", "random", "random_face", "photos"]]
+        parts.append(study_table(drops.rename(columns={"map": "LEAM", "random_face": "random in face"}),
+                                 "Mean drop of cosine similarity when the top pixels are blacked out (aggregate map)"))
     parts.append(_photos(job, photos, layers, size))
     return "\n".join(parts) + "</section>"
 

@@ -5,60 +5,18 @@ person, occlusion results and failures. Pure functions over ``RunStore.tables()`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from leam.explore.maps import TOP_PERCENT, Person
 from leam.study import stats
-from leam.study.store import unit_dir_name
-
-
-@dataclass(frozen=True)
-class Job:
-    """One identity under one model: its identity unit and the photos stored in it (``array_index``)."""
-
-    identity: str
-    model: str
-    explained: tuple[int, ...]  # photos with maps
-    references: tuple[int, ...] = ()  # photos stored with their chip only (the baseline reference)
-
-    @property
-    def unit(self) -> str:
-        """The identity unit's folder name, as the study names it (``unit_name(Unit("identity", ...))``)."""
-        return unit_dir_name("identity", self.model, self.identity)
-
-    @property
-    def key(self) -> str:
-        """The job's folder of pictures under ``SITE/img/``: ``<person>/<model>``."""
-        return f"{file_stem(self.identity)}/{file_stem(self.model)}"
-
-
-def file_stem(name: str) -> str:
-    """A file-system-safe, stable and unique name for an identity or a model of any spelling (a readable part
-    and a hash of the name: the same name gives the same file on every run, whoever else is in the run)."""
-    return unit_dir_name(name)
 
 
 def people(images: pd.DataFrame, failures: pd.DataFrame) -> list[str]:
     """Every identity of the run (with photos or only failures), in the order the run lists them."""
     names = [*images.get("identity", []), *failures.get("identity", [])]
     return [n for n in dict.fromkeys(str(n) for n in names) if n]
-
-
-def jobs(images: pd.DataFrame, models: list[str]) -> list[Job]:
-    """One ``Job`` per identity and model with at least one explained photo, models in ``models``' order."""
-    out = []
-    if images.empty:
-        return out
-    rank = {m: k for k, m in enumerate(models)}
-    for (identity, model), g in images.groupby(["identity", "model"], sort=False):
-        explained = g[g["role"] == "explained"]["array_index"].astype(int)
-        if len(explained):
-            refs = g[g["role"] == "reference"]["array_index"].astype(int)
-            out.append(Job(str(identity), str(model), tuple(explained), tuple(refs)))
-    return sorted(out, key=lambda j: rank.get(j.model, len(rank)))
 
 
 def attributes(images: pd.DataFrame) -> pd.DataFrame:
@@ -110,31 +68,34 @@ def variability(regions: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
 
 
 def occlusion(occlusion: pd.DataFrame) -> pd.DataFrame:
-    """Per model, identity, percent and kind (map, random, random_face): the mean drop of cosine similarity
-    over the identity's photos and seeds, when the aggregate map's top pixels (or as many random ones) are
-    blacked out; with the number of photos."""
-    columns = ["model", "identity", "percent", "kind", "drop", "photos"]
+    """Per model, identity and percent: the mean drop of cosine similarity over the identity's photos (and
+    seeds) when the aggregate map's top pixels are blacked out (``map``), or as many random pixels anywhere
+    (``random``) or in the face (``random_face``); with the number of photos."""
+    columns = ["model", "identity", "percent", *stats.OCCLUSION_KINDS, "photos"]
     if occlusion.empty:
         return pd.DataFrame(columns=columns)
     t = occlusion[occlusion["layer"] == "aggregate"]
-    g = t.groupby(["model", "identity", "percent", "kind"], sort=False)
-    out = g.agg(drop=("drop", "mean"), photos=("image", "nunique")).reset_index()
+    keys = ["model", "identity", "percent"]
+    wide = t.pivot_table(index=keys, columns="kind", values="drop", aggfunc="mean", sort=False)
+    wide["photos"] = t.groupby(keys, sort=False)["image"].nunique()
+    out = wide.reset_index().rename_axis(columns=None)
+    for kind in stats.OCCLUSION_KINDS:
+        if kind not in out:
+            out[kind] = np.nan
     return out[columns]
 
 
 def occlusion_gain(per_identity: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
-    """Per model and identity at 1 % (or the nearest percent of the run): the mean drops of LEAM's pixels and
-    of random ones, and their difference ``gain`` (LEAM − random: how much more LEAM's pixels matter than as
-    many random ones). Returns (table, percent)."""
+    """Per model and identity at 1 % (or the nearest percent of the run), from ``occlusion``: the mean drops of
+    LEAM's pixels and of random ones, and their difference ``gain`` (LEAM − random: how much more LEAM's
+    pixels matter than as many random ones). Returns (table, percent)."""
     columns = ["model", "identity", "drop_map", "drop_random", "gain"]
     p = nearest(per_identity["percent"], 1.0) if len(per_identity) else None
     if p is None:
         return pd.DataFrame(columns=columns), None
     t = per_identity[per_identity["percent"] == p]
-    wide = t.pivot_table(index=["model", "identity"], columns="kind", values="drop", sort=False)
-    out = pd.DataFrame({"drop_map": wide.get("map", np.nan), "drop_random": wide.get("random", np.nan)})
-    out["gain"] = out["drop_map"] - out["drop_random"]
-    return out.reset_index()[columns], p
+    out = t[["model", "identity"]].assign(drop_map=t["map"], drop_random=t["random"])
+    return out.assign(gain=out["drop_map"] - out["drop_random"])[columns].reset_index(drop=True), p
 
 
 def model_layers(manifest: dict, model: str) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from leam._io import write_file
 from leam._paths import marked_files
 from leam.explore import maps
-from leam.explore.people import Job
+from leam.explore.jobs import Job
 from leam.explore.render import WHAT, job_files
 
 MANIFEST = "explore.json"

@@ -20,7 +20,7 @@ from PIL import Image
 
 from leam._io import TEMPORARY_PREFIX, TEMPORARY_SUFFIX
 from leam.explore import maps
-from leam.explore.people import Job, file_stem
+from leam.explore.jobs import Job, file_stem
 
 LEVELS = 64  # colours of a map's palette
 DIVERGING_LEVELS = 65  # odd: 0 is the middle colour

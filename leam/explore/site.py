@@ -1,18 +1,16 @@
 """``explore``: a study's run folder → a static site to browse its people (``SITE/index.html``, one page per
 identity under ``SITE/people/``, pictures under ``SITE/img/``), from the run's tables and stored maps only.
 
-Two passes over the identity units, each in ``workers`` spawned processes: the first sums every unit's maps
-(for the population priors), the second computes each person's numbers and draws the pictures the site's
-manifest does not list as current (``leam.explore.plan``). Nothing here loads or runs a model.
+Two passes over the identity units, in ``workers`` spawned processes (``leam.explore.tasks``): the first sums
+every unit's maps (for the population priors), the second computes each person's numbers and draws the pictures
+the site's manifest does not list as current (``leam.explore.plan``). Nothing here loads or runs a model.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +18,10 @@ import pandas as pd
 from leam._io import write_file
 from leam._paths import check_outputs, claim_outputs
 from leam.errors import LeamError
-from leam.explore import maps, pages, people, plan, render
+from leam.explore import maps, pages, people, plan, render, tasks
+from leam.explore.jobs import Job, file_stem
+from leam.explore.jobs import jobs as jobs_of
+from leam.explore.tasks import Workers
 from leam.report.html import _glance as glance_section
 from leam.report.page import esc
 from leam.study import stats
@@ -70,25 +71,26 @@ def explore(run_dir: str | Path, out: str | Path | None = None, workers: int = 1
     images, failures = tables["images"], tables.get("failures", pd.DataFrame())
     models = [str(m) for m in manifest.get("config", {}).get("models", [])]
     names = people.people(images, failures)
-    every = people.jobs(images, models)
+    every = jobs_of(images, models)
     digests = {j.key: d for j in every if (d := store.marker_digest(j.unit)) is not None}
     jobs = [j for j in every if j.key in digests]  # a unit without a whole done marker has no maps to show
     steps = Steps(progress, 2 * len(jobs) + len(names))
 
-    totals = population_sums(str(run_dir), jobs, workers, steps)
-    layers = {m: people.model_layers(manifest, m) for m in models}
-    priors = {j.key for j in jobs if totals[j.model].count > len(j.explained)}
-    todo = plan.plan(site, plan.load(site), jobs, digests, layers,
-                     {m: plan.population_key(t) for m, t in totals.items()}, priors)
-    links = {n: pages.Link(n, f"people/{people.file_stem(n)}.html") for n in names}
-    planned = [site / "index.html", site / plan.MANIFEST, *(site / link.href for link in links.values()),
-               *(site / f for f in todo.files()),
-               *(site / f for m in todo.population for f in render.population_files(m))]
-    claim_outputs(check_outputs(planned, run=run_dir))
-    plan.remove(site, todo.stale)
-    for m in todo.population:
-        render.draw_population(site, m, totals[m])
-    numbers, files = person_numbers(str(run_dir), site, jobs, layers, totals, todo.draw, workers, steps)
+    with Workers(workers) as pool:
+        totals = population_sums(str(run_dir), jobs, pool, steps)
+        layers = {m: people.model_layers(manifest, m) for m in models}
+        priors = {j.key for j in jobs if totals[j.model].count > len(j.explained)}
+        todo = plan.plan(site, plan.load(site), jobs, digests, layers,
+                         {m: plan.population_key(t) for m, t in totals.items()}, priors)
+        links = {n: pages.Link(n, f"people/{file_stem(n)}.html") for n in names}
+        planned = [site / "index.html", site / plan.MANIFEST, *(site / link.href for link in links.values()),
+                   *(site / f for f in todo.files()),
+                   *(site / f for m in todo.population for f in render.population_files(m))]
+        claim_outputs(check_outputs(planned, run=run_dir))
+        plan.remove(site, todo.stale)
+        for m in todo.population:
+            render.draw_population(site, m, totals[m])
+        numbers, files = person_numbers(str(run_dir), site, jobs, layers, totals, todo.draw, pool, steps)
     with_prior = {(j.identity, j.model) for j in jobs if j.key in priors}
     index = write_pages(site, manifest, tables, models, names, jobs, numbers, links, layers, with_prior, steps)
     plan.save(site, todo.manifest)
@@ -110,33 +112,12 @@ class Steps:
 # ------------------------------------------------------------------------------------------ the two passes
 
 
-def parallel(fn: Callable, tasks: list[tuple], workers: int) -> Iterator[tuple[int, object]]:
-    """(k, ``fn(*tasks[k])``) for every task as it finishes, in ``workers`` spawned processes (here when 1)."""
-    if workers <= 1 or len(tasks) <= 1:
-        for k, task in enumerate(tasks):
-            yield k, fn(*task)
-        return
-    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"))
-    try:
-        futures = {pool.submit(fn, *task): k for k, task in enumerate(tasks)}
-        for f in as_completed(futures):
-            yield futures[f], f.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def unit_sums(run_dir: str, job: people.Job) -> maps.Sums:
-    """The sums of one job's maps and chips (a task of the first pass)."""
-    with _arrays(run_dir, job) as arrays:
-        return maps.sums(arrays, job.explained)
-
-
-def population_sums(run_dir: str, jobs: list[people.Job], workers: int, step: Callable[[], None]
+def population_sums(run_dir: str, jobs: list[Job], workers: Workers, step: Callable[[], None]
                     ) -> dict[str, maps.Sums]:
     """Per model: the ``Sums`` of every job's explained photos (exact: the order they arrive in does not
     matter)."""
     totals: dict[str, maps.Sums] = {}
-    for k, s in parallel(unit_sums, [(run_dir, j) for j in jobs], workers):
+    for k, s in workers.run(tasks.unit_sums, [(run_dir, j) for j in jobs]):
         model = jobs[k].model
         t = totals.get(model)
         totals[model] = s if t is None else maps.Sums(t.count + s.count, t.maps + s.maps, t.chips + s.chips)
@@ -144,42 +125,25 @@ def population_sums(run_dir: str, jobs: list[people.Job], workers: int, step: Ca
     return totals
 
 
-def person_task(run_dir: str, site: Path, job: people.Job, layers: list[str], total: maps.Sums,
-                what: set[str]) -> tuple[maps.Person, int]:
-    """One job of the second pass: the person's numbers, and its pictures ``what`` drawn; (numbers, files)."""
-    with _arrays(run_dir, job) as arrays:
-        own, consensus, prior = maps.consensus_and_prior(arrays, job.explained, total)
-        numbers = maps.person(arrays, job.explained, consensus, prior)
-        files = render.draw_job(site, arrays, job, layers, own, consensus, prior, what) if what else 0
-    return numbers, files
-
-
-def person_numbers(run_dir: str, site: Path, jobs: list[people.Job], layers: dict[str, list[str]],
-                   totals: dict[str, maps.Sums], draw: dict[str, set[str]], workers: int,
+def person_numbers(run_dir: str, site: Path, jobs: list[Job], layers: dict[str, list[str]],
+                   totals: dict[str, maps.Sums], draw: dict[str, set[str]], workers: Workers,
                    step: Callable[[], None]) -> tuple[dict[tuple[str, str], maps.Person], int]:
     """({(identity, model): numbers}, picture files written) of the second pass."""
     light = {m: maps.Sums(t.count, t.maps) for m, t in totals.items()}  # the workers need no chips
-    tasks = [(run_dir, site, j, layers[j.model], light[j.model], draw.get(j.key, set())) for j in jobs]
+    todo = [(run_dir, site, j, layers[j.model], light[j.model], draw.get(j.key, set())) for j in jobs]
     found, files = {}, 0
-    for k, (person, written) in parallel(person_task, tasks, workers):
+    for k, (person, written) in workers.run(tasks.person, todo):
         found[k] = person
         files += written
         step()
     return {(j.identity, j.model): found[k] for k, j in enumerate(jobs)}, files  # in the jobs' order
 
 
-def _arrays(run_dir: str, job: people.Job):
-    arrays = RunStore(run_dir).unit_arrays(job.unit)
-    if arrays is None:
-        raise LeamError(f"{run_dir}: the unit {job.unit} has no maps.npz; run `leam study` on the run again")
-    return arrays
-
-
 # ------------------------------------------------------------------------------------------------- pages
 
 
 def write_pages(site: Path, manifest: dict, tables: dict[str, pd.DataFrame], models: list[str], names: list[str],
-                jobs: list[people.Job], numbers: dict[tuple[str, str], maps.Person], links: dict[str, pages.Link],
+                jobs: list[Job], numbers: dict[tuple[str, str], maps.Person], links: dict[str, pages.Link],
                 layers: dict[str, list[str]], priors: set[tuple[str, str]], step: Callable[[], None]) -> Path:
     """Write ``index.html`` and every person's page (``priors``: the (identity, model) pairs with a population
     prior); returns the index's path."""

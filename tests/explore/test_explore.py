@@ -6,7 +6,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,8 +21,8 @@ import pytest
 from leam.errors import LeamError
 from leam.explore import ExploreResult, explore, maps
 from leam.explore.assets import script_json
+from leam.explore.jobs import file_stem
 from leam.explore.pages import MODEL_COLUMNS
-from leam.explore.people import file_stem
 from leam.face.labels import CLASSES, UNLABELLED, UNLABELLED_NAME
 from leam.study.checksums import sealed
 from leam.study.store import RunStore, unit_dir_name
@@ -329,6 +332,17 @@ def test_explorer_never_runs_a_model(small_run: Path, tmp_path: Path, monkeypatc
     assert explore(small_run, tmp_path / "site").index.is_file()
 
 
+def test_explorer_never_imports_torch(small_run: Path, tmp_path: Path) -> None:
+    """Not even through POT, which loads torch as a backend when it is installed."""
+    code = ("import sys; from leam.explore import explore; explore(sys.argv[1], sys.argv[2]); "
+            "print(sorted(m for m in ('torch', 'leam.models', 'leam.maps') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(small_run), str(tmp_path / "site")], capture_output=True,
+                         text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+    assert "POT_BACKEND_DISABLE_PYTORCH" not in os.environ
+
+
 def test_cli_explore(small_run: Path, tmp_path: Path, capsys) -> None:
     from leam.cli.main import main
 
@@ -348,3 +362,21 @@ def test_prior_and_difference_by_hand() -> None:
     # as distributions: [[1, 0], [0, 0]] vs [[0.4, 0], [0, 0.6]] differ by [[0.6, 0], [0, -0.6]]; scaled to ±1
     np.testing.assert_allclose(maps.difference(own.maps, maps.prior(total, own)), [[1.0, 0.0], [0.0, -1.0]])
     assert all(math.isnan(v) for v in maps.distances(np.ones((4, 4)), None))
+
+
+def test_a_person_with_failures_only_and_a_run_without_attributes(small_run: Path, tmp_path: Path) -> None:
+    """Tables written by hand: a person whose every photo failed is listed with a page that says so; without
+    attributes there are no attribute filters."""
+    run = copy_run(small_run, tmp_path / "run")
+    tables = RunStore(run).tables()
+    ghost = pd.DataFrame([{"model": "facenet", "identity": "Ghost", "image": "Ghost/1.jpg", "stage": "face",
+                           "reason": "no face found"}])
+    pd.concat([tables["failures"], ghost], ignore_index=True).to_parquet(run / "tables" / "failures.parquet")
+    tables["images"].drop(columns="attr_gender").to_parquet(run / "tables" / "images.parquet")
+    (run / "tables" / "checksums.json").unlink()  # tables written by hand: none of leam's checksums
+    result = explore(run, tmp_path / "site")
+    rows = index_rows(result)
+    assert [r["name"] for r in rows][-1] == "Ghost" and rows[-1]["general"][-1] == ""  # no maps: last
+    page = (result.site / "people" / f"{file_stem('Ghost')}.html").read_text(encoding="utf-8")
+    assert page.count("No maps of this person under this model") == 2 and "no face found" in page
+    assert "<select data-attr" not in result.index.read_text(encoding="utf-8")
