@@ -190,10 +190,11 @@ def _photos(job: Job, photos: pd.DataFrame, layers: Sequence[str], size: tuple[i
     rows = []
     for r in photos.sort_values("array_index").itertuples(index=False):
         i = int(r.array_index)
-        what = (f"{r.image}" if r.role == "explained" else f"{r.image} (the reference)")
+        short = str(r.image).rsplit("/", 1)[-1]  # the file's name; its path in DATA as the cell's title
+        what = short if r.role == "explained" else f"{short} (the reference)"
         cos = f"<br><small>cosine to the reference {r.cosine:.3f}</small>" if r.role == "explained" else ""
         chip = render.chip_file(job, i)
-        cells = [f"<td class='t photo'>{esc(what)}{cos}</td>",
+        cells = [f"<td class='t photo' title='{esc(r.image)}'>{esc(what)}{cos}</td>",
                  f"<td class=t>{thumb(chip, None, f'{r.image}: aligned face', size)}</td>"]
         if r.role == "explained":
             maps = [(render.map_file(job, i, None), "aggregate"),
