@@ -13,6 +13,7 @@ pays decoding, detection, alignment, parsing, maps, statistics and writing, and 
     python benchmarks/study.py throughput --photos all          # all of LFW: hours
     python benchmarks/study.py profile --photos 40              # cProfile of one in-process run
     python benchmarks/study.py emd --pairs 10                   # EMD cost and error by grid
+    python benchmarks/study.py --lfw ../shared/data/lfw-demo forwards --photos all   # --forwards torch vs onnxruntime
 
 CPU s is the user + system time of the study's processes (``os.wait4``): on a busy machine it varies
 far less than the wall time, though torch threads waiting for each other there add to it. Peak
@@ -29,6 +30,7 @@ import io
 import json
 import os
 import pstats
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,7 +46,7 @@ STUDY_ARGS = "--models dlib-resnet --face central --occlusion-seeds 1 --pairs 20
 
 def lfw_slice(lfw: Path, photos: int | None, into: Path) -> tuple[Path, int, int]:
     """The first identities of ``lfw`` by name until ``photos`` photos (all when None), linked into ``into``."""
-    root = into / f"lfw-{photos or 'all'}"
+    root, lfw = into / f"lfw-{photos or 'all'}", lfw.resolve()  # links to absolute paths
     root.mkdir(parents=True, exist_ok=True)
     identities = count = 0
     for person in sorted(p for p in lfw.iterdir() if p.is_dir()):
@@ -129,7 +131,7 @@ def phases(info: dict) -> dict[str, float]:
     """Seconds: start-up (process start to ``run_study``), each phase (to its last unit), the rest."""
     out = {"start-up": info["t_call"] - info["start"]}
     last = info["t_call"]
-    for kind in ("identity", "transfer", "pairs"):
+    for kind in ("identity", "transfer", "pairs", "population", "faithfulness"):
         ends = [t for k, t in info["units"] if k == kind]
         if ends:
             out[kind] = max(ends) - last
@@ -169,6 +171,104 @@ def throughput(args: argparse.Namespace) -> None:
                       f"(largest deviation from the line {resid:.1f} s)")
 
 
+# ------------------------------------------------------------------------------------- forwards
+
+CLOSE = {"occlusion": "drop", "transfer": "drop", "faithfulness": "cosine"}  # what the forwards engine computes
+
+
+def forwards_bench(args: argparse.Namespace) -> None:
+    """The same study with each ``--forwards`` engine, runs interleaved (the order alternating every repeat),
+    each a fresh ``leam study`` process: wall and CPU time, CPU per photo x model and per phase (the units'
+    own CPU seconds). With two or more sizes, the marginal CPU per photo x model (the slope of a line through
+    the runs: what a photo costs once the per-process costs, model loading and ONNX export, are paid). Then the
+    tables and the report's Markdown tables of the last two runs of the largest size compared."""
+    from leam.study.store import RunStore
+
+    sizes = [None if p == "all" else int(p) for p in args.photos]
+    engines = args.engines
+    models = len(study_args(Path("."), Path("."), args.study_args).models)
+    print(f"leam study ({args.study_args}) on {args.lfw}, --forwards {' vs '.join(engines)}, {args.workers} "
+          f"worker(s); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    rows: dict[str, list[dict]] = {e: [] for e in engines}
+    with tempfile.TemporaryDirectory(prefix="leam-bench-") as tmp:
+        tmp = Path(tmp)
+        slices = {n: lfw_slice(args.lfw, n, tmp) for n in sizes}
+        print(f"{'forwards':>12} {'photos':>6} {'wall s':>7} {'CPU s':>7} {'CPU ms/photo x model':>20}   "
+              f"units' CPU s by phase ({models} model(s))")
+        last = {}
+        for r in range(args.repeats):
+            for n in sizes:
+                data, _, photos = slices[n]
+                for e in engines if r % 2 == 0 else engines[::-1]:
+                    out = tmp / f"run-{r}-{n}-{e}"
+                    info = run_child(data, out, args.workers, f"{args.study_args} --forwards {e}")
+                    by_kind = RunStore(out).timings().groupby("kind")["cpu_seconds"].sum()
+                    rows[e].append({"photos": photos, "wall": info["wall"], "cpu": info["cpu"], **by_kind.to_dict()})
+                    print(f"{e:>12} {photos:6d} {info['wall']:7.1f} {info['cpu']:7.1f} "
+                          f"{info['cpu'] / (photos * models) * 1e3:20.0f}   "
+                          + ", ".join(f"{k} {v:.1f}" for k, v in by_kind.items() if k != "data"), flush=True)
+                    if e in last:
+                        shutil.rmtree(last[e])
+                    last[e] = out
+        base, other = engines
+        for photos in sorted({row["photos"] for row in rows[base]}):
+            print(f"\n{photos} photos: ratios {base} / {other} (median over {args.repeats} run(s) each; > 1: {other} "
+                  "faster)")
+            mine = {e: [row for row in rows[e] if row["photos"] == photos] for e in engines}
+            for key in ["wall", "cpu", *[k for k in mine[base][0] if k not in ("photos", "wall", "cpu", "data")]]:
+                a, b = (np.median([row.get(key, np.nan) for row in mine[e]]) for e in engines)
+                label = {"wall": "wall time", "cpu": "CPU time (all)"}.get(key, f"{key} units' CPU")
+                print(f"  {label:<28} {a:8.1f} s / {b:8.1f} s = {a / b:5.2f}")
+        if len(sizes) >= 2:
+            slopes = {e: np.polyfit([row["photos"] for row in rows[e]], [row["cpu"] for row in rows[e]], 1)
+                      for e in engines}
+            print(f"\nmarginal CPU per photo x model: {base} {slopes[base][0] / models * 1e3:.0f} ms, {other} "
+                  f"{slopes[other][0] / models * 1e3:.0f} ms: {slopes[base][0] / slopes[other][0]:.2f}x; fixed "
+                  f"costs (start-up, loading, export, pairs) {slopes[base][1]:.1f} s and {slopes[other][1]:.1f} s")
+        compare_runs(last[base], last[other])
+
+
+def compare_runs(a: Path, b: Path) -> None:
+    """The two runs' tables (exactly, or the forwards' own columns within their largest difference) and the
+    report's Markdown tables (the figures as printed), the compute-time tables left out."""
+    from leam.report import write_report
+    from leam.study.store import RunStore
+
+    ta, tb = RunStore(a).tables(), RunStore(b).tables()
+    for name in ta:
+        x, y = ta[name], tb[name]
+        column = CLOSE.get(name)
+        same = x.drop(columns=[column] if column in x else []).equals(y.drop(columns=[column] if column in y else []))
+        diff = f", max |difference| of {column} {np.abs(x[column] - y[column]).max():.1e}" if column in x else ""
+        print(f"  table {name:<13} {len(x):7d} rows: {'identical' if same else 'DIFFERENT'} other columns{diff}")
+    for run in (a, b):
+        write_report(run, run / "report.html")
+    printed = sorted(p.name for p in (a / "report_tables").glob("*.md"))
+    cells = differ = 0
+    units = []  # the differences of differing numbers, in units of their last printed digit
+    for name in printed:
+        if "compute" in name or "session" in name:
+            continue
+        for x, y in zip(*((run / "report_tables" / name).read_text().splitlines() for run in (a, b))):
+            for u, v in zip(x.split("|"), y.split("|")):
+                cells += 1
+                if u != v:
+                    differ += 1
+                    units.append(_last_digit_units(u.strip(), v.strip()))
+                    print(f"    {name}: {u.strip()} vs {v.strip()} in  {x.strip()[:100]}")
+    print(f"  report: {len(printed)} Markdown tables, {cells} cells; {differ} differ"
+          + (f", by at most {max(units):g} unit(s) of the last printed digit" if units else ""))
+
+
+def _last_digit_units(u: str, v: str) -> float:
+    """|u - v| in units of the last printed digit of two numbers as printed (inf when not numbers)."""
+    try:
+        decimals = len(u.partition(".")[2])
+        return round(abs(float(u) - float(v)) * 10**decimals, 6)
+    except ValueError:
+        return float("inf")
+
+
 # --------------------------------------------------------------------------------------- profile
 
 STAGES = [  # (label, file suffix, function): cumulative seconds; they nest as the comments say
@@ -179,6 +279,7 @@ STAGES = [  # (label, file suffix, function): cumulative seconds; they nest as t
     ("LEAM maps (LEAM.__call__)", "leam/maps/leam.py", "__call__"),
     ("occlusion (occlusion_drops, its forwards incl.)", "leam/metrics/occlusion.py", "occlusion_drops"),
     ("forwards without gradient (FaceModel.embed: occlusion, refs)", "leam/models/_registry.py", "embed"),
+    ("  of occlusion, transfer, curves (leam.models.inference)", "leam/models/inference.py", "__call__"),
     ("region statistics (region_table)", "leam/metrics/regions.py", "region_table"),
     ("transfer (transfer_unit)", "leam/study/units.py", "transfer_unit"),
     ("pairs (pairs_unit)", "leam/study/units.py", "pairs_unit"),
@@ -307,10 +408,16 @@ def main() -> None:
     p.add_argument("--reference-grid", type=int, default=50,
                    help="the finer grid taken as truth (default 50: 3 px blocks; 75 costs minutes per full-map pair)")
     p.add_argument("--sinkhorn-max-grid", type=int, default=15, help="Sinkhorn up to this grid (default 15)")
+    p = sub.add_parser("forwards", help="the same study with --forwards torch and onnxruntime, interleaved")
+    p.add_argument("--photos", nargs="+", default=["all"],
+                   help="slice sizes, or 'all' (default: all; lfw-demo: 120 photos)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1, help="runs per engine and size, interleaved (default 1)")
+    p.add_argument("--engines", nargs=2, default=["torch", "onnxruntime"])
     args = parser.parse_args()
     if not args.lfw.is_dir():
         raise SystemExit(f"LFW not found at {args.lfw} (--lfw)")
-    {"throughput": throughput, "profile": profile, "emd": emd_bench}[args.what](args)
+    {"throughput": throughput, "profile": profile, "emd": emd_bench, "forwards": forwards_bench}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
 from leam.models import DEFAULT_MODEL, list_models
 from leam.models.choice import SPEC, file_record, parse_model_args
+from leam.models.inference import FORWARDS
 from leam.study.config import DEFAULT_FILLS, FILLS, REFERENCES, StudyConfig
 from leam.study.engines import ENGINES
-from leam.study.run import run_study
+from leam.study.run import default_forwards, run_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="identities scored per model, a seeded sample of those with enough photos (default 50)")
     p.add_argument("--faithfulness-photos", type=positive_int, default=1, metavar="N",
                    help="explained photos scored per sampled identity (default 1)")
+    p.add_argument("--forwards", choices=FORWARDS, default=None,
+                   help="what computes the forwards that need no gradient (occlusion, transfer, faithfulness curves; "
+                        "LEAM's maps are always PyTorch's): onnxruntime (the net exported to ONNX, checked against "
+                        "PyTorch) or torch; default: the run's own when resuming, else onnxruntime when installed")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--workers", type=workers_count, default="auto", metavar="N|auto",
                    help="units run side by side in N processes, each on one core (default auto: one per core, "
@@ -116,6 +121,7 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         fills=tuple(args.fills),
         faithfulness_identities=args.faithfulness_identities,
         faithfulness_photos=args.faithfulness_photos,
+        forwards=args.forwards or default_forwards(args.out),
     )
 
 

@@ -11,6 +11,7 @@ from leam.face.detect import FACE_CHOICES
 from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
 from leam.metrics.similarity import EMD_GRID
+from leam.models.inference import FORWARDS
 
 REFERENCES = ("baseline", "mean")
 # The `leam study` option (or argument) that sets each setting; the others are set from Python only.
@@ -21,7 +22,7 @@ OPTIONS = {
     "occlusion_layers": "--occlusion-layers", "pairs": "--pairs", "transfer": "--no-transfer", "face": "--face",
     "seed": "--seed", "model_files": "--models", "detector": "--detector", "faithfulness": "--faithfulness",
     "fills": "--fills", "faithfulness_identities": "--faithfulness-identities",
-    "faithfulness_photos": "--faithfulness-photos",
+    "faithfulness_photos": "--faithfulness-photos", "forwards": "--forwards",
 }
 # Settings of the faithfulness phase only: a resume that changes them keeps every other unit (and adding
 # --faithfulness to a finished run only adds that phase).
@@ -62,6 +63,9 @@ class StudyConfig:
     fills: tuple[str, ...] = DEFAULT_FILLS
     faithfulness_identities: int = 50  # per model, among those with enough photos for a consensus map
     faithfulness_photos: int = 1  # explained photos per sampled identity
+    # what computes the gradient-free forwards (occlusion, transfer, faithfulness curves): of
+    # leam.models.inference.FORWARDS; runs written before the choice were torch's (the default here)
+    forwards: str = "torch"
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
@@ -86,6 +90,7 @@ class StudyConfig:
         _one_of(self.reference, REFERENCES, "reference")
         _one_of(self.face, FACE_CHOICES, "face")
         _one_of(self.detector, DETECTORS, "detector")
+        _one_of(self.forwards, FORWARDS, "forwards")
         _one_of(self.direction, DIRECTIONS, "direction")
         _one_of(self.aggregation, AGGREGATIONS, "aggregation")
         _once(self.models, "models")

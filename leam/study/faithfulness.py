@@ -32,6 +32,7 @@ from leam.maps import AGGREGATIONS, minmax_normalize
 from leam.maps.attribution import Attribution
 from leam.maps.occlusion_map import occlusion_sensitivity
 from leam.metrics.faithfulness import centre_prior, curves, pixel_order, random_order
+from leam.metrics.occlusion import Embed
 from leam.metrics.similarity import bhattacharyya
 from leam.models import FaceModel
 from leam.parse import UNLABELLED
@@ -137,13 +138,16 @@ def faithfulness_unit(
     population,
     load_arrays: Callable[[str], object],
     rng: np.random.Generator,
+    embed: Embed | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Deletion and insertion curves of every ranking for the sampled photos of one identity, and the
     Bhattacharyya coefficients of the person-specificity reading.
 
     ``images``/``arrays``: the identity unit's table and arrays; ``population``: the population unit's arrays;
-    ``load_arrays(unit)``: another identity unit's arrays (for ``other_person``)."""
+    ``load_arrays(unit)``: another identity unit's arrays (for ``other_person``); ``embed``: what computes
+    the gradient-free forwards (``leam.models.inference``; default ``model.embed``)."""
     name, spec = model.spec.name, model.spec
+    embed = embed or model.embed
     explained = images[images["role"] == "explained"].sort_values("array_index")
     if explained.empty:
         return {}
@@ -167,7 +171,7 @@ def faithfulness_unit(
         maps = dict(own[j])
         side = min(shape)
         maps[_key("occlusion", "patch")] = occlusion_sensitivity(
-            model.embed, chip, ref, max(1, side // PATCH_FRACTION), max(1, side // STRIDE_FRACTION), base=emb)
+            embed, chip, ref, max(1, side // PATCH_FRACTION), max(1, side // STRIDE_FRACTION), base=emb)
         maps[_key("centre_prior")] = centre_prior(shape)
         others = [stored[k] for k in stored if k != i]
         person = {"consensus": _normalised(np.mean(others, axis=0)) if others else None}
@@ -182,7 +186,7 @@ def faithfulness_unit(
         orders = {key: pixel_order(values, rng) for key, values in maps.items()}  # ties: at random
         orders[_key("random")] = random_order(shape, rng)
         orders[_key("random_face")] = random_order(shape, rng, within=face if face.any() else None)
-        rows = curves(model.embed, chip, ref, orders, config.fills, spec.threshold, spec.threshold_metric,
+        rows = curves(embed, chip, ref, orders, config.fills, spec.threshold, spec.threshold_metric,
                       spec.mean_colour, base=emb)
         image = str(chosen.iloc[j]["image"])
         for row in rows:

@@ -26,6 +26,7 @@ from leam.face import detector_template
 from leam.maps.hooks import resolve_layers
 from leam.models import default_weights_path, model_spec
 from leam.models.choice import changed_files
+from leam.models.inference import fastest_forwards, installed_forwards
 from leam.parse import list_parsers
 from leam.study.config import PHASE_SETTINGS, StudyConfig, differences
 from leam.study.engines import check_engine, ray_units, resolve_device, start_ray
@@ -99,7 +100,7 @@ def run_study(
         store.write_manifest(manifest)
         if notify and (line := changes.line(len(pending))):
             notify(line)
-        started = time.perf_counter()
+        started, fallbacks = time.perf_counter(), set()
         for phase in phases:
             pending = [u for u in phase if not inputs.is_current(u)]  # after the phases before it are done
             if not pending:
@@ -113,6 +114,8 @@ def run_study(
                     progress(label, done, len(phase))
                 if on_unit:
                     on_unit(unit)
+                if notify:
+                    _say_fallbacks(store, unit, fallbacks, notify)
         units = [DATA_UNIT] + [unit_name(u) for phase in phases for u in phase]
         tables = store.consolidate(units)
         manifest["finished"] = True
@@ -120,6 +123,15 @@ def run_study(
         session.update(finished=_now(), seconds=round(time.perf_counter() - started, 3))
         store.write_manifest(manifest)
         return tables
+
+
+def _say_fallbacks(store: RunStore, unit: Unit, said: set[str], notify: Callable[[str], None]) -> None:
+    """One line per model whose gradient-free forwards fell back to PyTorch (``leam.models.inference``), the
+    first time a unit's done marker records it."""
+    for model, reason in ((store.marker(unit_name(unit)) or {}).get("forwards_fallback") or {}).items():
+        if model not in said:
+            said.add(model)
+            notify(f"{model}: ONNX Runtime not used for its gradient-free forwards, PyTorch computes them ({reason})")
 
 
 def _phase_units_kept(store: RunStore, config: StudyConfig) -> set[str]:
@@ -149,6 +161,10 @@ def check_study(config: StudyConfig) -> None:
     loaded once, and kept for the units of this process), layers a model does not have, occlusion layers
     outside the model's layers, an EMD grid finer than a model's chip, and a parser that cannot be made."""
     config.check()
+    if config.forwards not in installed_forwards():
+        raise LeamError(f"--forwards {config.forwards}: {config.forwards} is not installed here (pip install "
+                        f"{config.forwards}); a run begun with it resumes only with it, a new one may use --forwards "
+                        "torch")
     for name in config.models:
         record = config.model_files.get(name)
         if record is None:
@@ -179,6 +195,15 @@ def check_study(config: StudyConfig) -> None:
         CACHE.parser(config.parser)
     except LeamError as exc:  # e.g. one that needs a weight file: a study takes none
         raise LeamError(f"--parser {config.parser}: {exc}") from None
+
+
+def default_forwards(out: str | Path) -> str:
+    """What computes the gradient-free forwards when ``leam study`` is not told (``--forwards``): the
+    engine of the study in ``out`` (torch for one written before the setting), else the fastest installed."""
+    manifest = RunStore(out).read_manifest() if Path(out).is_dir() else None
+    if manifest is None or manifest.get("kind", "study") != "study":
+        return fastest_forwards()
+    return str(manifest["config"].get("forwards", "torch"))
 
 
 def check_resume(out: str | Path, manifest: dict | None, wanted: dict) -> None:

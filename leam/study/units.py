@@ -22,7 +22,7 @@ from leam.errors import LeamError
 from leam.face import align_photo
 from leam.maps import LEAM
 from leam.maps.leam import SELF_REFERENCE_COS
-from leam.metrics.occlusion import occlusion_drops
+from leam.metrics.occlusion import Embed, occlusion_drops
 from leam.metrics.regions import region_table
 from leam.metrics.similarity import bhattacharyya, emd
 from leam.models import FaceModel
@@ -77,7 +77,8 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def identity_unit(
-    config: StudyConfig, model: FaceModel, parser: FaceParser, photos: list[Photo], rng: np.random.Generator
+    config: StudyConfig, model: FaceModel, parser: FaceParser, photos: list[Photo], rng: np.random.Generator,
+    embed: Embed | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
     """All per-image results of one identity under one model.
 
@@ -87,8 +88,11 @@ def identity_unit(
 
     Each photo is embedded once (a batch of all usable chips): that embedding gives the references, the
     distance to the reference and the unoccluded score of the occlusion (and of the transfer, which reads
-    it from the arrays); LEAM's own forward, which its gradients need, gives the cosine."""
+    it from the arrays); LEAM's own forward, which its gradients need, gives the cosine. ``embed``: what
+    computes the occlusion's forwards (``leam.models.inference``; default ``model.embed``); the photos' own
+    embeddings are PyTorch's whatever it is, so the references and maps do not depend on it."""
     name, identity = model.spec.name, photos[0].identity
+    embed = embed or model.embed
     failures, usable = [], []
 
     def fail(p: Photo, stage: str, exc: BaseException | str) -> None:
@@ -151,7 +155,7 @@ def identity_unit(
                 stage = "occlusion"
                 face_region = labels.labels != UNLABELLED
                 named = {layer: agg if layer == "aggregate" else maps[layer] for layer in occluded}
-                drops = occlusion_drops(model.embed, face.chip, refs[i], named, config.occlusion_percents,
+                drops = occlusion_drops(embed, face.chip, refs[i], named, config.occlusion_percents,
                                         config.occlusion_seeds, face_region if face_region.any() else None, rng,
                                         base=emb[i])
             except Exception as exc:  # this photo's statistics only
@@ -213,11 +217,14 @@ def transfer_unit(
     identity: str,
     sources: dict[str, tuple[pd.DataFrame, np.lib.npyio.NpzFile]],
     own_occlusion: pd.DataFrame | None = None,
+    embed: Embed | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Occlude ``target``'s chips with every other source model's aggregate maps, carried between the
     two models' aligned frames through the photo (chip A → photo → chip B). The diagonal (the target's
-    own maps) is the target's own occlusion result, taken from ``own_occlusion``."""
+    own maps) is the target's own occlusion result, taken from ``own_occlusion``. ``embed``: what computes
+    the forwards (default ``target.embed``)."""
     name = target.spec.name
+    embed = embed or target.embed
     own_images, own_arrays = sources[name]
     own = own_images[own_images["role"] == "explained"].set_index("image")
     moved: dict[str, dict[str, np.ndarray]] = {}  # image -> source -> map in the target's frame
@@ -246,7 +253,7 @@ def transfer_unit(
         key = f"{index}/embedding"  # the unoccluded chip's embedding (none in runs of older versions)
         base = own_arrays[key] if key in own_arrays.files else None
         try:
-            drops = occlusion_drops(target.embed, chip, ref, maps, config.occlusion_percents, seeds=0, base=base)
+            drops = occlusion_drops(embed, chip, ref, maps, config.occlusion_percents, seeds=0, base=base)
         except Exception as exc:  # this photo's transfer only
             failures[image] = failure(name, identity, image, "transfer", failure_reason(exc))
             continue

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pandas as pd
 from leam.data.dataset import load_dataset
 from leam.models import FaceModel
 from leam.models.choice import ModelChoice, choice_from_record, load_model_choice
+from leam.models.inference import ForwardsFallback, gradient_free_embed
 from leam.parse import FaceParser, create_parser
 from leam.study import faithfulness
 from leam.study.config import StudyConfig
@@ -58,6 +60,7 @@ class WorkerCache:
 
     def __init__(self) -> None:
         self._models: dict[tuple, FaceModel] = {}  # (name, device, a file's path, preset and SHA-256)
+        self._embedders: dict[tuple, object] = {}  # (engine, the model's key)
         self._parsers: dict[str, FaceParser] = {}
         self._data: dict[str, tuple[str | None, dict]] = {}
 
@@ -71,6 +74,15 @@ class WorkerCache:
             model.net.to(device)
             self._models[key] = model
         return self._models[key]
+
+    def embedder(self, name: str, device: str = "cpu", record: dict | None = None, engine: str = "torch"):
+        """The gradient-free ``embed`` of the model ``model(name, device, record)`` computed by ``engine``
+        (``leam.models.inference``; ONNX Runtime on ``UNIT_THREADS`` threads), kept with the model."""
+        model = self.model(name, device, record)
+        key = (engine, id(model))
+        if key not in self._embedders:
+            self._embedders[key] = gradient_free_embed(model, engine, threads=UNIT_THREADS)
+        return self._embedders[key]
 
     def parser(self, name: str) -> FaceParser:
         if name not in self._parsers:
@@ -102,10 +114,25 @@ class UnitJob:
     store: RunStore
     unit: Unit
     device: str = "cpu"
+    embedders: dict = field(default_factory=dict)  # model name -> the embed handed out (``embed``)
 
     def model(self, name: str | None = None) -> FaceModel:
         name = name or self.unit.model
         return CACHE.model(name, self.device, self.config.model_files.get(name))
+
+    def embed(self, name: str | None = None):
+        """The model's gradient-free ``embed`` by the study's engine (``StudyConfig.forwards``)."""
+        name = name or self.unit.model
+        embed = CACHE.embedder(name, self.device, self.config.model_files.get(name), self.config.forwards)
+        self.embedders[name] = embed
+        return embed
+
+    def forwards_used(self) -> dict[str, dict[str, str]]:
+        """What the unit's done marker records of its gradient-free forwards: ``{"forwards": {model: engine}}``
+        (torch after a fallback) and ``{"forwards_fallback": {model: why}}`` for the models that fell back."""
+        used = {n: e.engine for n, e in self.embedders.items() if e.engine is not None}
+        fallbacks = {n: e.reason for n, e in self.embedders.items() if e.reason}
+        return {**({"forwards": used} if used else {}), **({"forwards_fallback": fallbacks} if fallbacks else {})}
 
     def dataset(self) -> dict:
         return CACHE.dataset(self.config.data, session_id(self.store))
@@ -125,7 +152,7 @@ def run_identity(job: UnitJob) -> UnitResult:
     photos = job.dataset()[job.unit.identity]
     inputs = identity_inputs(photos)  # before the photos are read: a photo changed meanwhile is redone later
     tables, arrays = identity_unit(job.config, job.model(), CACHE.parser(job.config.parser), photos,
-                                   unit_rng(job.config, job.unit))
+                                   unit_rng(job.config, job.unit), job.embed())
     return UnitResult(inputs, tables, arrays)
 
 
@@ -141,7 +168,7 @@ def run_transfer(job: UnitJob) -> UnitResult:
             sources[m] = (images, store.unit_arrays(u))
     own = store.unit_table(unit_name(Unit("identity", unit.model, unit.identity)), "occlusion")
     model = job.model()
-    tables = transfer_unit(config, model, unit.identity, sources, own) if unit.model in sources else {}
+    tables = transfer_unit(config, model, unit.identity, sources, own, job.embed()) if unit.model in sources else {}
     return UnitResult(inputs, tables)
 
 
@@ -199,7 +226,7 @@ def run_faithfulness(job: UnitJob) -> UnitResult:
     if images is None or not len(images) or population is None:
         return UnitResult(inputs, {})
     tables = faithfulness.faithfulness_unit(config, job.model(), unit.identity, images, store.unit_arrays(own),
-                                            population, store.unit_arrays, unit_rng(config, unit))
+                                            population, store.unit_arrays, unit_rng(config, unit), job.embed())
     return UnitResult(inputs, tables)
 
 
@@ -239,8 +266,11 @@ def plan(config: StudyConfig, dataset: Mapping[str, list] | Iterable[str]) -> li
 
 def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Unit:
     """Do one unit and write its files (runs in a worker process or in the caller), on one thread
-    (``unit_threads``): its numbers do not depend on the engine, the workers or the caller's threads."""
-    with unit_threads():
+    (``unit_threads``): its numbers do not depend on the engine, the workers or the caller's threads. A fallback
+    of the gradient-free forwards to PyTorch is recorded in the unit's done marker (``run_study`` says it once),
+    not warned in every process."""
+    with unit_threads(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForwardsFallback)
         return _execute(root, config_dict, unit, device)
 
 
@@ -250,6 +280,7 @@ def _execute(root: str, config_dict: dict, unit: Unit, device: str) -> Unit:
     result = UNIT_KINDS[unit.kind].run(job)
     info = {"unit": list(unit.key), "inputs": result.inputs, "seconds": round(time.perf_counter() - wall, 3),
             "cpu_seconds": round(time.process_time() - cpu, 3)}  # in the unit's done.json
+    info.update(job.forwards_used())
     job.store.write_unit(unit_name(unit), result.tables, result.arrays, info=info)
     return unit
 

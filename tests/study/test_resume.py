@@ -87,6 +87,7 @@ def test_sigkilled_at_random_points_then_resumed(data, reference_tables, tmp_pat
     cmd = [sys.executable, "-m", "leam.cli.main", "study", str(data), "--models", "dlib-resnet", "--face", "largest",
            "--pairs", "6", "--workers", "1", "--out", str(out)]
     cmd += ["--thresholds", "1", "10", "100", "--occlusion-seeds", "2", "--occlusion-percents", "1", "5"]
+    cmd += ["--forwards", "torch"]  # as quick_config's reference run (the command's default is onnxruntime)
     rng = random.Random(0)
     kills = 0
 
