@@ -38,6 +38,7 @@ from leam.maps.hooks import capture_activations
 from leam.maps.leam import layer_map
 from leam.models import default_weights_path
 from tests.conftest import SHARED_DATA
+from tests.helpers.passes import counted_passes
 from tests.helpers.seeded_models import LAYERS, seeded_batch, seeded_embedder
 from tests.helpers.tiny_models import RaiseAfter, tiny_embedder, tiny_images
 from tests.maps.test_leam_tiny import RAW, REFERENCES
@@ -131,27 +132,8 @@ def test_methods_match_captum(captum, direction):
 
 def test_one_forward_and_one_backward_for_every_method(monkeypatch):
     net = seeded_embedder()
-    calls = {"forward": 0, "grad": 0, "backward": 0}
-    real_grad, real_backward = torch.autograd.grad, torch.autograd.backward
-
-    def counting_grad(*args, **kwargs):
-        calls["grad"] += 1
-        return real_grad(*args, **kwargs)
-
-    def counting_backward(*args, **kwargs):
-        calls["backward"] += 1
-        return real_backward(*args, **kwargs)
-
-    def count_forward(_module, _inputs, _output):
-        calls["forward"] += 1
-
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
-    monkeypatch.setattr(torch.autograd, "backward", counting_backward)
-    handle = net.register_forward_hook(count_forward)
-    try:
+    with counted_passes(net, monkeypatch) as calls:
         Attribution(net, LAYERS, methods=ALL, saliency=True)(*seeded_batch(2))
-    finally:
-        handle.remove()
     assert calls == {"forward": 1, "grad": 1, "backward": 0}
 
 

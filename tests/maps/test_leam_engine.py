@@ -17,6 +17,7 @@ from leam.errors import DegenerateReferenceError, LayerError
 from leam.maps.hooks import capture_activations, layer_shapes
 from leam.maps.leam import LEAM
 from leam.models import create_model, default_weights_path
+from tests.helpers.passes import counted_passes
 from tests.helpers.tiny_models import RaiseAfter
 
 MODEL = "dlib-resnet"
@@ -110,27 +111,8 @@ def test_batched_single_pass_matches_per_image_per_layer_reference(model, layers
 
 
 def test_one_forward_and_one_backward(model, layers, batch, monkeypatch):
-    calls = {"forward": 0, "grad": 0, "backward": 0}
-    real_grad, real_backward = torch.autograd.grad, torch.autograd.backward
-
-    def counting_grad(*args, **kwargs):
-        calls["grad"] += 1
-        return real_grad(*args, **kwargs)
-
-    def counting_backward(*args, **kwargs):
-        calls["backward"] += 1
-        return real_backward(*args, **kwargs)
-
-    def count_forward(_module, _inputs, _output):
-        calls["forward"] += 1
-
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
-    monkeypatch.setattr(torch.autograd, "backward", counting_backward)
-    handle = model.net.register_forward_hook(count_forward)
-    try:
+    with counted_passes(model.net, monkeypatch) as calls:
         LEAM(model.net, layers)(*batch)
-    finally:
-        handle.remove()
     assert calls == {"forward": 1, "grad": 1, "backward": 0}
 
 
