@@ -22,10 +22,12 @@ from leam.explore import maps, pages, people, plan, render, tasks
 from leam.explore.jobs import Job, file_stem
 from leam.explore.jobs import jobs as jobs_of
 from leam.explore.tasks import Workers
-from leam.report.html import _glance as glance_section
+from leam.report.html import glance_section
 from leam.report.page import esc
+from leam.report.tables import OCCLUSION_KEYS, PAIR_KEYS
 from leam.study import stats
-from leam.study.store import RunStore
+from leam.study.scan import as_scan, per_chunk
+from leam.study.store import RunStore, RunTables
 
 Progress = Callable[[int, int], None]
 INTRO = ("<p>Every identity of the run: per model, its <b>consensus map</b> (the mean of its photos' aggregate "
@@ -142,15 +144,17 @@ def person_numbers(run_dir: str, site: Path, jobs: list[Job], layers: dict[str, 
 # ------------------------------------------------------------------------------------------------- pages
 
 
-def write_pages(site: Path, manifest: dict, tables: dict[str, pd.DataFrame], models: list[str], names: list[str],
+def write_pages(site: Path, manifest: dict, tables: RunTables, models: list[str], names: list[str],
                 jobs: list[Job], numbers: dict[tuple[str, str], maps.Person], links: dict[str, pages.Link],
                 layers: dict[str, list[str]], priors: set[tuple[str, str]], step: Callable[[], None]) -> Path:
     """Write ``index.html`` and every person's page (``priors``: the (identity, model) pairs with a population
     prior); returns the index's path."""
     images = tables["images"]
     failures = tables.get("failures", pd.DataFrame())
-    variability, var_p = people.variability(tables.get("regions", pd.DataFrame()))
-    occlusion = people.occlusion(tables.get("occlusion", pd.DataFrame()))
+    variability, var_p = people.variability(_top_shares(tables, manifest))
+    occlusion = pd.DataFrame()
+    if "occlusion" in tables and not (scan := _scan(tables, "occlusion")).empty:  # a person at a time
+        occlusion = per_chunk(scan, ["model", "identity"], people.occlusion, where={"layer": "aggregate"})
     gain, occ_p = people.occlusion_gain(occlusion)
     per_model = people.per_model(numbers, variability, gain)
     table = people_table(images, names, per_model)
@@ -194,14 +198,30 @@ def people_table(images: pd.DataFrame, names: list[str], per_model: pd.DataFrame
     return table.sort_values(["unusual", "identity"], ascending=[False, True], na_position="last", kind="stable")
 
 
-def _glance(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The summaries the report's "At a glance" table reads (similarity and occlusion), when the run has them."""
+def _glance(tables: RunTables) -> dict[str, pd.DataFrame]:
+    """The summaries the report's "At a glance" table reads (similarity and occlusion), when the run has them;
+    read out of core (``leam.study.scan``)."""
     out = {}
-    if not tables.get("pairs", pd.DataFrame()).empty:
-        out["similarity"] = stats.similarity_summary(tables["pairs"])
-    if not tables.get("occlusion", pd.DataFrame()).empty:
-        out["occlusion"] = stats.occlusion_summary(tables["occlusion"])
+    if "pairs" in tables and not (pairs := _scan(tables, "pairs")).empty:
+        out["similarity"] = per_chunk(pairs, PAIR_KEYS, stats.similarity_summary)
+    if "occlusion" in tables and not (occlusion := _scan(tables, "occlusion")).empty:
+        out["occlusion"] = per_chunk(occlusion, OCCLUSION_KEYS, stats.occlusion_summary)
     return out
+
+
+def _scan(tables: RunTables, name: str):
+    return tables.scan(name) if isinstance(tables, RunTables) else as_scan(tables[name])
+
+
+def _top_shares(tables: RunTables, manifest: dict) -> pd.DataFrame:
+    """The region rows ``people.variability`` reads (the aggregate map's shares at the threshold nearest
+    ``people.TOP_PERCENT`` of the run's thresholds), and no others: the full table is far larger."""
+    if "regions" not in tables:
+        return pd.DataFrame()
+    p = people.nearest(manifest.get("config", {}).get("thresholds") or [], people.TOP_PERCENT)
+    if p is None:
+        return pd.DataFrame()
+    return _scan(tables, "regions").frame(where={"layer": "aggregate", "measure": "share", "threshold": p})
 
 
 def _groups(table: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:

@@ -8,6 +8,7 @@ values, paths) is escaped.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +25,7 @@ from leam.report.faithfulness import faithfulness_body
 from leam.report.page import esc, img, note
 from leam.report.tables import format_value, summarise_study, table_files, write_tables
 from leam.study import stats
-from leam.study.store import RunStore, unit_dir_name
+from leam.study.store import RunStore, RunTables, unit_dir_name
 
 EXAMPLES = 6  # identities shown with their maps
 IDENTITY_ROWS = 60  # the identities table is shown in the page up to this many identities
@@ -52,22 +53,24 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
     if "images" not in tables:
         raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
     timings = store.timings()  # the done markers, checked like the tables before anything is written
-    summaries = summarise_study(tables)
-    planned = [out, *(f for name in summaries for f in table_files(name, out.parent / "report_tables"))]
-    claim_outputs(check_outputs(planned, run=run_dir))
-    files = write_tables(summaries, out.parent / "report_tables")
+    with tempfile.TemporaryDirectory(prefix="leam-report-") as spill:
+        summaries = summarise_study(tables, Path(spill))
+        planned = [out, *(f for name in summaries for f in table_files(name, out.parent / "report_tables"))]
+        claim_outputs(check_outputs(planned, run=run_dir))
+        files = write_tables(summaries, out.parent / "report_tables")
+    small = {"images": tables["images"], "failures": tables.get("failures", pd.DataFrame())}
     with warnings.catch_warnings():  # names in scripts the font lacks (東京) are boxes in figures; tables show them
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
         parts = [
-            _glance(summaries),
-            _setup(manifest, tables, summaries, timings),
+            glance_section(summaries),
+            _setup(manifest, tables, small, summaries, timings),
             _similarity(tables, summaries),
             _occlusion(summaries),
             _transfer(summaries, manifest),
             _regions(summaries),
             section("faithfulness", faithfulness_body(summaries)),
-            _groups(tables, summaries),
-            _examples(store, tables, manifest),
+            _groups(small, summaries),
+            _examples(store, small, manifest),
             _failures(summaries),
             _table_links(files, out.parent),
         ]
@@ -126,7 +129,7 @@ def sessions_table(manifest: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame],
+def _setup(manifest: dict, tables: RunTables, small: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame],
            timings: pd.DataFrame) -> str:
     config = manifest.get("config", {})
     cfg = pd.DataFrame({"setting": list(config), "value": [_plain(v) for v in config.values()]})
@@ -136,7 +139,7 @@ def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str,
                             "embedding": s.get("embedding_size"),
                             "layers": ", ".join(config.get("layers", {}).get(m) or s.get("default_layers", []))}
                            for m, s in specs.items()])
-    images, failures = tables["images"], tables.get("failures", pd.DataFrame())
+    images, failures = small["images"], small["failures"]
     counts = []
     for m in config.get("models", []):
         im = images[images["model"] == m] if len(images) else images
@@ -146,7 +149,7 @@ def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str,
                        "reference photos": int((im["role"] == "reference").sum()) if len(im) else 0,
                        "failures": len(fm)})
     finished = "finished" if manifest.get("finished") else "not finished (tables of the units done so far)"
-    rows = ", ".join(f"{k}: {len(v)}" for k, v in tables.items())
+    rows = ", ".join(f"{k}: {tables.rows(k)}" for k in tables)
     ids = summaries["identities"]
     if ids["identity"].nunique() <= IDENTITY_ROWS:
         wide = ids.pivot_table(index="identity", columns="model", values=["explained", "failures"], sort=False,
@@ -174,7 +177,7 @@ def _setup(manifest: dict, tables: dict[str, pd.DataFrame], summaries: dict[str,
     return section("setup", "\n".join(body))
 
 
-def _glance(summaries: dict[str, pd.DataFrame]) -> str:
+def glance_section(summaries: dict[str, pd.DataFrame]) -> str:
     """Per model: BC of aggregate maps same vs different at the smallest top-p %, and the occlusion drop
     of LEAM's pixels vs random ones at 1 % (or the nearest percentage the run has)."""
     rows: dict[str, dict] = {}
@@ -211,7 +214,7 @@ def _plain(v) -> str:
     return str(v)
 
 
-def _similarity(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame]) -> str:
+def _similarity(tables: RunTables, summaries: dict[str, pd.DataFrame]) -> str:
     if "similarity" not in summaries:
         return section("similarity", note("No map pairs in this run."))
     s = summaries["similarity"]
@@ -233,8 +236,9 @@ def _similarity(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFra
                          "its top-p % pixels are then ties, taken in raster order, and its top-p BC (up to 1 for "
                          "every pair) says little; the command leam layers shows each layer's resolution."))
     for model in dict.fromkeys(s["model"]):
+        pairs = tables.scan("pairs").frame(where={"model": model})  # one model's pairs at a time
         for metric in ("bc", "emd"):
-            fig = plots.similarity_figure(tables["pairs"], model, metric)
+            fig = plots.similarity_figure(pairs, model, metric)
             body.append(figure(fig, f"{model}: {metric} of same vs different pairs"))
     return section("similarity", "\n".join(body))
 

@@ -5,42 +5,102 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from leam.study import faithfulness_stats, stats
+from leam.study.scan import TableScan, as_scan, per_chunk
+from leam.study.store import RunTables
 
 MARKDOWN_ROWS = 5000  # larger tables (e.g. per identity over all of LFW) are written as CSV only
 
 
-def summarise_study(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """{name: summary} of a run's consolidated tables (``RunStore.tables()``); a table the run lacks
-    (e.g. transfer with one model) gives no summary."""
+PAIR_KEYS = ["model", "layer", "threshold"]
+OCCLUSION_KEYS = ["model", "layer", "percent"]
+TRANSFER_KEYS = ["source_model", "target_model", "percent"]
+REGION_KEYS = ["model", "layer", "class", "measure", "threshold"]
 
-    def table(name: str) -> pd.DataFrame:
-        return tables.get(name, pd.DataFrame())
 
-    out: dict[str, pd.DataFrame] = {"identities": identity_counts(table("images"), table("failures"))}
-    if not table("pairs").empty:
-        out["similarity"] = stats.similarity_summary(table("pairs"))
-    if not table("occlusion").empty:
-        out["occlusion"] = stats.occlusion_summary(table("occlusion"))
-    if not table("transfer").empty:
-        out["transfer"] = stats.transfer_summary(table("transfer"), table("occlusion"))
-    if not table("regions").empty:
-        out["regions"] = stats.region_summary(table("regions"))
-        per_identity = stats.identity_variability(table("regions"))
+@dataclass(frozen=True)
+class Spilled:
+    """A summary too large to hold in memory (one row per identity and region measure): a Parquet file."""
+
+    path: Path
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+def summarise_study(tables: Mapping[str, pd.DataFrame], spill: Path) -> dict[str, pd.DataFrame | Spilled]:
+    """{name: summary} of a run's consolidated tables (``RunStore.tables()``, or frames by name); a table the
+    run lacks (e.g. transfer with one model) gives no summary.
+
+    Large tables are read out of core a chunk of whole groups at a time (``leam.study.scan``), so memory
+    is bounded by the groups, not by the rows; the numbers are those of the ``leam.study.stats`` functions
+    on whole frames. The per-identity region summary is written to ``spill`` (a folder) as Parquet."""
+    scans = {name: (tables.scan(name) if isinstance(tables, RunTables) else as_scan(tables[name])) for name in tables}
+
+    def has(name: str) -> bool:
+        return name in scans and not scans[name].empty
+
+    def frame(name: str) -> pd.DataFrame:
+        return scans[name].frame() if name in scans else pd.DataFrame()
+
+    images = frame("images")
+    out: dict[str, pd.DataFrame | Spilled] = {"identities": identity_counts(images, frame("failures"))}
+    if has("pairs"):
+        out["similarity"] = per_chunk(scans["pairs"], PAIR_KEYS, stats.similarity_summary)
+    if has("occlusion"):
+        out["occlusion"] = per_chunk(scans["occlusion"], OCCLUSION_KEYS, stats.occlusion_summary)
+    if has("transfer"):
+        baselines = None
+        if has("occlusion"):
+            occ = scans["occlusion"]
+            where = {"layer": "aggregate"} if "layer" in occ.columns else {}
+            baselines = per_chunk(occ, stats.BASELINE_KEYS, stats.random_baselines,
+                                  where={**where, "kind": ["random", "random_face"]})
+        out["transfer"] = per_chunk(scans["transfer"], TRANSFER_KEYS,
+                                    lambda t: stats.transfer_summary(t, baselines))
+    if has("regions"):
+        regions = scans["regions"]
+        out["regions"] = per_chunk(regions, REGION_KEYS, stats.region_summary, columns=[*REGION_KEYS, "value"])
+        per_identity = spill_chunks(spill / "regions_identity.parquet", (
+            stats.identity_variability(chunk)
+            for chunk in regions.chunks(["model", "identity"], [*REGION_KEYS, "identity", "value"], outer=["model"])))
         out["regions_identity"] = per_identity
-        out["regions_variability"] = stats.variability_summary(per_identity)
-    out.update(faithfulness_stats.summarise(table("faithfulness"), table("specificity")))
-    out["failures"] = stats.failure_counts(table("failures"))
-    images = table("images")
+        out["regions_variability"] = per_chunk(TableScan(per_identity.path), REGION_KEYS, stats.variability_summary)
+    if has("faithfulness"):
+        out.update(faithfulness_stats.summarise(scans["faithfulness"], frame("specificity")))
+    out["failures"] = stats.failure_counts(frame("failures"))
     for name in stats.attribute_names(images):
-        for statistic, split in stats.group_splits(tables, name).items():
+        for statistic, split in stats.group_splits({**scans, "images": images}, name).items():
             out[f"groups_{name}_{statistic.replace(' ', '_')}"] = split
     return out
+
+
+def spill_chunks(path: Path, frames: Iterable[pd.DataFrame]) -> Spilled:
+    """Write ``frames`` one after another into the Parquet file ``path`` (holding one at a time)."""
+    writer, rows = None, 0
+    try:
+        for df in frames:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += len(df)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        stats.identity_variability(pd.DataFrame(columns=["model"])).to_parquet(path, index=False)
+    return Spilled(path, rows)
 
 
 def identity_counts(images: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
@@ -64,19 +124,37 @@ def table_files(name: str, folder: Path) -> tuple[Path, Path]:
     return folder / f"{stem}.csv", folder / f"{stem}.md"
 
 
-def write_tables(summaries: dict[str, pd.DataFrame], folder: str | Path) -> dict[str, tuple[Path, Path]]:
+def write_tables(summaries: Mapping[str, pd.DataFrame | Spilled], folder: str | Path) -> dict[str, tuple[Path, Path]]:
     """Write ``<name>.csv`` and ``<name>.md`` for every summary (names made file-system safe; the Markdown
-    of a table over ``MARKDOWN_ROWS`` rows only points to the CSV); {name: (csv path, md path)}."""
+    of a table over ``MARKDOWN_ROWS`` rows only points to the CSV; a ``Spilled`` summary is copied to CSV a
+    row group at a time); {name: (csv path, md path)}."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in summaries.items():
         csv, md = table_files(name, folder)
-        df.to_csv(csv, index=False)
-        text = markdown_table(df) if len(df) <= MARKDOWN_ROWS else f"{len(df)} rows: too many to read; see {csv.name}."
+        if isinstance(df, Spilled):
+            _spilled_csv(df, csv)
+        else:
+            df.to_csv(csv, index=False)
+        if len(df) <= MARKDOWN_ROWS:
+            frame = pd.read_parquet(df.path) if isinstance(df, Spilled) else df
+            text = markdown_table(frame)
+        else:
+            text = f"{len(df)} rows: too many to read; see {csv.name}."
         md.write_text(f"# {name}\n\n{text}\n", encoding="utf-8")
         paths[name] = (csv, md)
     return paths
+
+
+def _spilled_csv(spilled: Spilled, csv: Path) -> None:
+    """The CSV ``DataFrame.to_csv`` writes for the whole table, written a row group at a time."""
+    source = pq.ParquetFile(spilled.path)
+    with open(csv, "w", encoding="utf-8", newline="") as f:
+        if source.metadata.num_row_groups == 0:
+            source.schema_arrow.empty_table().to_pandas().to_csv(f, index=False)
+        for i in range(source.metadata.num_row_groups):
+            source.read_row_group(i).to_pandas().to_csv(f, index=False, header=i == 0)
 
 
 def is_p_value(column) -> bool:

@@ -13,9 +13,11 @@ import pandas as pd
 
 from leam.metrics.faithfulness import curve_auc, pixels_to_unmatch
 from leam.metrics.paired import paired_comparison
+from leam.study.scan import Scan, as_scan, per_chunk
 
 RANKING = ["method", "map", "objective"]
 PHOTO = ["model", "identity", "image"]
+CURVE_KEYS = ["model", "fill", "direction", *RANKING, "fraction"]
 BASELINES = ("random", "random_face", "centre_prior", "population_prior")
 ALPHA = 0.05
 # person-specificity: (better if person-specific, than) on the same photos
@@ -187,7 +189,7 @@ def mean_curves(faithfulness: pd.DataFrame) -> pd.DataFrame:
     standard errors) and the share of pairs still matching."""
     if faithfulness is None or faithfulness.empty:
         return pd.DataFrame()
-    g = faithfulness.groupby(["model", "fill", "direction", *RANKING, "fraction"], sort=False)
+    g = faithfulness.groupby(CURVE_KEYS, sort=False)
     out = g.agg(photos=("cosine", "count"), cosine=("cosine", "mean"), sd=("cosine", "std"),
                 match=("match", "mean")).reset_index()
     half = 1.96 * out["sd"].fillna(0) / np.sqrt(out["photos"].clip(lower=1))
@@ -196,12 +198,16 @@ def mean_curves(faithfulness: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="sd")
 
 
-def summarise(faithfulness: pd.DataFrame, specificity_table: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
-    """The report's faithfulness summaries by name (``faithfulness_*``); none without faithfulness rows."""
-    if faithfulness is None or faithfulness.empty:
+def summarise(faithfulness: pd.DataFrame | Scan | None, specificity_table: pd.DataFrame | None
+              ) -> dict[str, pd.DataFrame]:
+    """The report's faithfulness summaries by name (``faithfulness_*``); none without faithfulness rows. The
+    faithfulness table may be a scan (``leam.study.scan``): read a chunk of whole photos (whole curves) at a
+    time."""
+    if faithfulness is None or (scan := as_scan(faithfulness)).empty:
         return {}
-    photos = per_photo(faithfulness)
-    out = {"faithfulness_curves": mean_curves(faithfulness), "faithfulness_photos": photos,
+    photos = per_chunk(scan, PHOTO, per_photo, sort=True)  # per_photo orders photos by their keys
+    curves = per_chunk(scan, CURVE_KEYS, mean_curves)
+    out = {"faithfulness_curves": curves, "faithfulness_photos": photos,
            "faithfulness_rankings": ranking_summary(photos), "faithfulness_baselines": versus_baselines(photos),
            "faithfulness_specificity": specificity(photos), "faithfulness_consensus": consensus_share(photos),
            "faithfulness_candidates": default_candidates(photos)}

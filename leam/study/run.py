@@ -31,7 +31,7 @@ from leam.parse import list_parsers
 from leam.study.config import PHASE_SETTINGS, StudyConfig, differences
 from leam.study.engines import check_engine, ray_units, resolve_device, start_ray
 from leam.study.inputs import StudyInputs, plain, unit_name
-from leam.study.store import BACKUP, RunStore, unit_dir_name
+from leam.study.store import BACKUP, RunStore, RunTables, unit_dir_name
 from leam.study.units import Unit, failure, model_layers, occlusion_layers
 from leam.study.worker import CACHE, UNIT_KINDS, execute, init_worker, plan
 
@@ -49,9 +49,10 @@ def run_study(
     address: str | None = None,
     device: str = "cpu",
     notify: Callable[[str], None] | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Run (or resume) the study into ``out``; returns the consolidated tables. ``engine``, ``address``
-    and ``device``: where units run (``leam.study.engines``); the run folder is the same for all.
+) -> RunTables:
+    """Run (or resume) the study into ``out``; returns the consolidated tables (``RunTables``: each read when
+    asked for). ``engine``, ``address`` and ``device``: where units run (``leam.study.engines``); the run
+    folder is the same for all.
     ``progress(label, done, total)`` is called as each phase starts and as each of its units is done;
     ``notify(line)`` gets what a person should read (how the data changed since the last session).
     Neither draws or prints anything here: ``leam study`` does.
@@ -119,7 +120,7 @@ def run_study(
         units = [DATA_UNIT] + [unit_name(u) for phase in phases for u in phase]
         tables = store.consolidate(units)
         manifest["finished"] = True
-        manifest["counts"] = {k: len(v) for k, v in tables.items()}
+        manifest["counts"] = {k: tables.rows(k) for k in tables}
         session.update(finished=_now(), seconds=round(time.perf_counter() - started, 3))
         store.write_manifest(manifest)
         return tables

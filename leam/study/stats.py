@@ -14,13 +14,14 @@ import itertools
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from leam.metrics.regions import identity_summary
+from leam.study.scan import Scan, as_scan, per_chunk
 
 SIMILARITY_METRICS = ("bc", "emd")
 OCCLUSION_KINDS = ("map", "random", "random_face")
@@ -150,12 +151,11 @@ def occlusion_summary(occlusion: pd.DataFrame, by: Sequence[str] = ()) -> pd.Dat
 # ------------------------------------------------------------------------------------ transfer
 
 
-def transfer_summary(
-    transfer: pd.DataFrame, occlusion: pd.DataFrame | None = None, by: Sequence[str] = ()
-) -> pd.DataFrame:
+def transfer_summary(transfer: pd.DataFrame, baselines: pd.DataFrame | None = None,
+                     by: Sequence[str] = ()) -> pd.DataFrame:
     """Per source model (whose maps), target model (whose input is occluded) and percent: mean drop
-    (diagonal included), std and count; with ``occlusion``, the target's random baselines at that
-    percent (aggregate-map rows) and the ratio of the mean drop to them."""
+    (diagonal included), std and count; with ``baselines`` (``random_baselines`` of the occlusion table),
+    the target's random baselines at that percent and the ratio of the mean drop to them."""
     keys = ["source_model", "target_model", "percent", *by]
     columns = [*keys, "drop_mean", "drop_std", "drop_n", "random_mean", "random_face_mean", "ratio_random",
                "ratio_random_face"]
@@ -163,9 +163,8 @@ def transfer_summary(
         return _empty(columns)
     rows = [{**key, **_describe(g["drop"], "drop")} for key, g in _groups(transfer, keys)]
     out = pd.DataFrame(rows)
-    base = _random_baselines(occlusion, by)
-    if base is not None:
-        out = out.merge(base, how="left", left_on=["target_model", "percent", *by],
+    if baselines is not None and len(baselines):
+        out = out.merge(baselines, how="left", left_on=["target_model", "percent", *by],
                         right_on=["model", "percent", *by]).drop(columns="model")
     for kind in ("random", "random_face"):
         if f"{kind}_mean" not in out:
@@ -174,13 +173,18 @@ def transfer_summary(
     return out[columns]
 
 
-def _random_baselines(occlusion: pd.DataFrame | None, by: Sequence[str]) -> pd.DataFrame | None:
-    if occlusion is None or occlusion.empty:
-        return None
+BASELINE_KEYS = ["model", "percent"]
+
+
+def random_baselines(occlusion: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Per model and percent: the mean drop of the random baselines ("random_mean", "random_face_mean") of
+    the aggregate map's occlusion rows (every row when the table has no layer column)."""
     occ = occlusion[occlusion["layer"] == "aggregate"] if "layer" in occlusion else occlusion
-    keys = ["model", "percent", *by]
-    base = occ[occ["kind"].isin(["random", "random_face"])].pivot_table(
-        index=keys, columns="kind", values="drop", aggfunc="mean", sort=False)
+    keys = [*BASELINE_KEYS, *by]
+    occ = occ[occ["kind"].isin(["random", "random_face"])]
+    if occ.empty:
+        return _empty(keys)
+    base = occ.pivot_table(index=keys, columns="kind", values="drop", aggfunc="mean", sort=False)
     base.columns = [f"{c}_mean" for c in base.columns]
     return base.reset_index()
 
@@ -220,8 +224,14 @@ def share_table(summary: pd.DataFrame, model: str, threshold: float | None, meas
 
 def identity_variability(regions: pd.DataFrame) -> pd.DataFrame:
     """Per model and identity (``leam.metrics.regions.identity_summary``): mean, std and coefficient of
-    variation of every region measure over the identity's photos."""
-    frames = [identity_summary(g).assign(model=m) for m, g in regions.groupby("model", sort=False)]
+    variation of every region measure over the identity's photos; identities in order of first appearance
+    (as every summary here), each identity's rows as ``identity_summary`` orders them."""
+    frames = []
+    for m, g in regions.groupby("model", sort=False):
+        per = identity_summary(g)
+        first = {name: i for i, name in enumerate(pd.unique(g["identity"]))}
+        order = np.argsort(per["identity"].map(first).to_numpy(), kind="stable")
+        frames.append(per.iloc[order].assign(model=m))
     if not frames:
         return _empty(["model", "identity", "layer", "class", "measure", "threshold", "images", "mean", "std", "cv"])
     out = pd.concat(frames, ignore_index=True)
@@ -287,24 +297,31 @@ def group_split(table: pd.DataFrame, value: str, group: str, keys: Sequence[str]
     return pd.DataFrame(rows, columns=columns)
 
 
-def group_splits(tables: dict[str, pd.DataFrame], name: str) -> dict[str, pd.DataFrame]:
+SPLITS = (  # statistic, table, value, keys
+    ("occlusion drop", "occlusion", "drop", ["model", "layer", "percent", "kind"]),
+    ("transfer drop", "transfer", "drop", ["source_model", "target_model", "percent"]),
+    *((f"pairs {metric}", "pairs", metric, ["model", "layer", "threshold", "kind"]) for metric in SIMILARITY_METRICS),
+    ("region share", "regions", "value", ["model", "layer", "class", "measure", "threshold"]),
+)
+PAIR_IMAGES = ["identity_a", "image_a", "identity_b", "image_b"]
+
+
+def group_splits(tables: Mapping[str, pd.DataFrame | Scan], name: str) -> dict[str, pd.DataFrame]:
     """Every statistic split by the image attribute ``name``: occlusion drops, transfer drops, BC and
-    EMD of pairs (pairs within one group), region shares and masses. {statistic: ``group_split``}."""
-    images, col, out = tables["images"], f"attr_{name}", {}
-    if not tables.get("occlusion", pd.DataFrame()).empty:
-        t = with_attribute(tables["occlusion"], images, name)
-        out["occlusion drop"] = group_split(t, "drop", col, ["model", "layer", "percent", "kind"])
-    if not tables.get("transfer", pd.DataFrame()).empty:
-        t = with_attribute(tables["transfer"], images, name)
-        out["transfer drop"] = group_split(t, "drop", col, ["source_model", "target_model", "percent"])
-    if not tables.get("pairs", pd.DataFrame()).empty:
-        t = with_attribute(tables["pairs"], images, name)
-        for metric in SIMILARITY_METRICS:
-            split = group_split(t, metric, col, ["model", "layer", "threshold", "kind"])
-            out[f"pairs {metric}"] = split[split["a_n"] + split["b_n"] > 0]
-    if not tables.get("regions", pd.DataFrame()).empty:
-        t = with_attribute(tables["regions"], images, name)
-        out["region share"] = group_split(t, "value", col, ["model", "layer", "class", "measure", "threshold"])
+    EMD of pairs (pairs within one group), region shares and masses. {statistic: ``group_split``}. The
+    tables may be frames or scans (``leam.study.scan``): a scan is read a chunk of whole groups at a time."""
+    images = tables["images"]
+    images = images if isinstance(images, pd.DataFrame) else images.frame()
+    col, out = f"attr_{name}", {}
+    for statistic, table, value, keys in SPLITS:
+        if table not in tables or (scan := as_scan(tables[table])).empty or value not in scan.columns:
+            continue
+        where = [*PAIR_IMAGES] if table == "pairs" else ["identity", "image"]
+        def one(t: pd.DataFrame, value: str = value, keys: list[str] = keys) -> pd.DataFrame:
+            return group_split(with_attribute(t, images, name), value, col, keys)
+
+        split = per_chunk(scan, keys, one, columns=[*keys, *where, value])
+        out[statistic] = split[split["a_n"] + split["b_n"] > 0] if table == "pairs" else split
     return out
 
 

@@ -34,16 +34,19 @@ import re
 import shutil
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from leam._io import parquet_bytes, write_file, write_temporary
 from leam.errors import LeamError
 from leam.study.checksums import read_sealed, read_sealed_bytes, sealed, sha256_bytes, sha256_file
+from leam.study.scan import TableScan
 
 TABLES = ("images", "regions", "occlusion", "transfer", "pairs", "faithfulness", "specificity", "failures")
 PART_FILES = frozenset({*(f"{t}.parquet" for t in TABLES), "maps.npz"})  # the files a unit (or tables/) holds
@@ -314,26 +317,29 @@ class RunStore:
             n += 1
         return n
 
-    def consolidate(self, units: list[str]) -> dict[str, pd.DataFrame]:
-        """Concatenate the done units' tables in the given (planned) order into ``tables/``: each table is
-        written to a temporary file, then ``checksums.json`` with their sizes and SHA-256, then the tables
-        are renamed into place (so that tables of two consolidations never pass as one); returns the tables
-        as a reader of the run sees them (``tables``)."""
+    def consolidate(self, units: list[str]) -> RunTables:
+        """Concatenate the done units' tables in the given (planned) order into ``tables/``, streaming: a
+        unit's rows are read, appended to the table's file and let go, so memory is bounded by a few units,
+        not by the run. Each table is written to a temporary file, then ``checksums.json`` with their sizes
+        and SHA-256, then the tables are renamed into place (so that tables of two consolidations never pass
+        as one); returns the tables as a reader of the run sees them (``tables``)."""
         folder = self.root / "tables"
+        folder.mkdir(parents=True, exist_ok=True)
         done = [u for u in units if self.is_done(u)]
         staged: dict[Path, Path] = {}
         sizes, sums = {}, {}
         try:
             for name in self.table_names:
-                frames = [t for u in done if (t := self.unit_table(u, name)) is not None]
-                frames = [f for f in frames if len(f)]
-                data = parquet_bytes(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
                 path = folder / f"{name}.parquet"
+                parts = [p for u in done if (p := self.part(u, f"{name}.parquet")) is not None]
                 try:
-                    staged[path] = write_temporary(path, data)
+                    staged[path] = tmp = write_temporary(path, b"")
+                    concatenate_parquet(parts, tmp, self.command)
+                    with open(tmp, "rb") as f:
+                        os.fsync(f.fileno())
                 except OSError as exc:
                     raise _write_error(path, exc) from None
-                sizes[path.name], sums[path.name] = len(data), sha256_bytes(data)
+                sizes[path.name], sums[path.name] = tmp.stat().st_size, sha256_file(tmp)
             atomic_write(folder / CHECKSUMS, sealed({"files": sizes, "sha256": sums}, indent=1))
             for path, tmp in list(staged.items()):
                 try:
@@ -346,16 +352,17 @@ class RunStore:
                 tmp.unlink(missing_ok=True)
         return self.tables()
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """The consolidated tables, each checked against ``tables/checksums.json``; a damaged (or missing)
-        table raises ``LeamError`` naming the file and how to rebuild it."""
+    def tables(self) -> RunTables:
+        """The consolidated tables, each checked against ``tables/checksums.json`` (a damaged or missing
+        table raises ``LeamError`` naming the file and how to rebuild it) and read when asked for: as a
+        whole frame (``tables[name]``) or out of core (``tables.scan(name)``)."""
         folder = self.root / "tables"
         listing = None
         if (folder / CHECKSUMS).exists():
             listing = read_sealed(folder / CHECKSUMS, frozenset())
             if listing is None or not isinstance(listing.get("files"), dict):
                 raise LeamError(f"{folder / CHECKSUMS} is damaged; {self.rebuild}")
-        out = {}
+        paths = {}
         for name in self.table_names:
             path = folder / f"{name}.parquet"
             if listing is not None and path.name in listing["files"]:
@@ -364,11 +371,82 @@ class RunStore:
                     raise LeamError(f"{path} is {why}; {self.rebuild}")
             elif not path.is_file():
                 continue
+            paths[name] = path
+        return RunTables(paths, self.rebuild)
+
+
+class RunTables(Mapping):
+    """A run's consolidated tables by name, read lazily: ``tables[name]`` reads the whole table as a frame
+    (each time: nothing is cached), ``scan(name)`` reads it out of core (``leam.study.scan``), ``rows(name)``
+    counts its rows from the file's footer. Checked against ``checksums.json`` when the store made it."""
+
+    def __init__(self, paths: dict[str, Path], rebuild: str) -> None:
+        self.paths = paths
+        self._rebuild = rebuild
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        path = self.paths[name]
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise LeamError(f"{path} is damaged ({_one_line(exc)}); {self._rebuild}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def scan(self, name: str) -> TableScan:
+        """The table ``name`` out of core; ``KeyError`` when the run has no such table."""
+        path = self.paths[name]
+        try:
+            return TableScan(path)
+        except (OSError, ValueError) as exc:
+            raise LeamError(f"{path} is damaged ({_one_line(exc)}); {self._rebuild}") from None
+
+    def rows(self, name: str) -> int:
+        """How many rows the table has (0 when the run has no such table)."""
+        return len(self.scan(name)) if name in self.paths else 0
+
+
+def concatenate_parquet(parts: list[Path], out: Path, command: str, row_group_rows: int = 262_144) -> None:
+    """The rows of the Parquet files ``parts``, in order, into one Parquet file ``out``, holding about
+    ``row_group_rows`` rows at a time. Columns are unified as ``pandas.concat`` would (a column all empty in
+    one part takes the others' type; a column missing from a part is empty there); parts without rows add
+    nothing; no parts, or none with rows, give an empty table."""
+    schemas = []
+    for p in parts:
+        try:
+            if pq.read_metadata(p).num_rows:
+                schemas.append(pq.read_schema(p))
+        except (OSError, ValueError) as exc:
+            raise _unreadable_part(p, exc, command) from None
+    if not schemas:
+        parquet = parquet_bytes(pd.DataFrame())
+        out.write_bytes(parquet)
+        return
+    schema = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
+    pending: list[pa.Table] = []
+    held = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for p in parts:
             try:
-                out[name] = pd.read_parquet(path)
-            except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-                raise LeamError(f"{path} is damaged ({_one_line(exc)}); {self.rebuild}") from None
-        return out
+                table = pq.read_table(p)
+            except (OSError, ValueError) as exc:
+                raise _unreadable_part(p, exc, command) from None
+            if not table.num_rows:
+                continue
+            for field in schema:  # a column missing from this part: empty here
+                if field.name not in table.column_names:
+                    table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            pending.append(table.select(schema.names).cast(schema))
+            held += table.num_rows
+            if held >= row_group_rows:
+                writer.write_table(pa.concat_tables(pending), row_group_size=held)
+                pending, held = [], 0
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=held)
 
 
 def _unreadable_part(path: Path, exc: BaseException, command: str) -> LeamError:

@@ -181,7 +181,7 @@ def test_transfer_summary_and_matrix():
             for s in models for t in models for p in (1.0, 5.0) for k in range(5)]
     transfer = pd.DataFrame(rows)
     occ = make_occlusion(rng)
-    got = S.transfer_summary(transfer, occ)
+    got = S.transfer_summary(transfer, S.random_baselines(occ))
     assert len(got) == 3 * 3 * 2
     for _, row in got.iterrows():
         sel = transfer[(transfer["source_model"] == row["source_model"])
@@ -243,9 +243,12 @@ def test_identity_variability_reuses_identity_summary_per_model():
     regions = make_regions(np.random.default_rng(6))
     got = S.identity_variability(regions)
     for model in ("m1", "m2"):
-        expected = identity_summary(regions[regions["model"] == model])
+        rows = regions[regions["model"] == model]
+        expected = identity_summary(rows)  # identities sorted; identity_variability: as they first appear
+        first = list(pd.unique(rows["identity"]))
+        expected = expected.sort_values("identity", key=lambda c: c.map(first.index), kind="stable")
         mine = got[got["model"] == model].drop(columns="model").reset_index(drop=True)
-        pd.testing.assert_frame_equal(mine, expected)
+        pd.testing.assert_frame_equal(mine, expected.reset_index(drop=True))
     summary = S.variability_summary(got)
     row = summary[(summary["model"] == "m1") & (summary["layer"] == "conv") & (summary["class"] == "nose")
                   & (summary["threshold"] == 1.0)].iloc[0]
