@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -279,7 +280,8 @@ def _execute(root: str, config_dict: dict, unit: Unit, device: str) -> Unit:
     job = UnitJob(StudyConfig.from_dict(config_dict), RunStore(root), unit, device)
     result = UNIT_KINDS[unit.kind].run(job)
     info = {"unit": list(unit.key), "inputs": result.inputs, "seconds": round(time.perf_counter() - wall, 3),
-            "cpu_seconds": round(time.process_time() - cpu, 3)}  # in the unit's done.json
+            "cpu_seconds": round(time.process_time() - cpu, 3),  # in the unit's done.json, with where it ran
+            "host": socket.gethostname(), "pid": os.getpid()}
     info.update(job.forwards_used())
     job.store.write_unit(unit_name(unit), result.tables, result.arrays, info=info)
     return unit
