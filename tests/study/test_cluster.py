@@ -88,8 +88,8 @@ def running_on(node: subprocess.Popen) -> int | None:
 
 
 def alive_nodes(address: str, env: dict) -> int:
-    code = ("import ray; ray.init(address=%r, logging_level='ERROR'); "
-            "print(sum(n['Alive'] for n in ray.nodes()))" % address)
+    code = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+            "print(sum(n['Alive'] for n in ray.nodes()))")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     return int(done.stdout.split()[-1]) if done.returncode == 0 and done.stdout.split() else 0
 
@@ -141,8 +141,8 @@ def test_study_completes_when_a_worker_node_dies(two_nodes, three_people: Path, 
     want = run_study(quick_config(three_people), tmp_path / "local")
     out = tmp_path / "cluster"
     study = subprocess.Popen(
-        [sys.executable, "-m", "leam.cli.main", "study", str(three_people), "--models", "dlib-resnet", "--face", "largest",
-         "--pairs", "6", "--occlusion-seeds", "2", "--occlusion-percents", "1", "5", "--thresholds", "1", "10", "100",
+        [sys.executable, "-m", "leam.cli.main", "study", str(three_people), "--models", "dlib-resnet",
+         "--face", "largest", "--pairs", "6", "--occlusion-seeds", "2", "--occlusion-percents", "1", "5", "--thresholds", "1", "10", "100",
          "--forwards", "torch", "--engine", "ray", "--address", address, "--workers", "2", "--out", str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
