@@ -142,7 +142,8 @@ def test_study_completes_when_a_worker_node_dies(two_nodes, three_people: Path, 
     out = tmp_path / "cluster"
     study = subprocess.Popen(
         [sys.executable, "-m", "leam.cli.main", "study", str(three_people), "--models", "dlib-resnet",
-         "--face", "largest", "--pairs", "6", "--occlusion-seeds", "2", "--occlusion-percents", "1", "5", "--thresholds", "1", "10", "100",
+         "--face", "largest", "--pairs", "6", "--occlusion-seeds", "2", "--occlusion-percents", "1", "5",
+         "--thresholds", "1", "10", "100",
          "--forwards", "torch", "--engine", "ray", "--address", address, "--workers", "2", "--out", str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
