@@ -236,7 +236,8 @@ def _similarity(tables: RunTables, summaries: dict[str, pd.DataFrame]) -> str:
                          "its top-p % pixels are then ties, taken in raster order, and its top-p BC (up to 1 for "
                          "every pair) says little; the command leam layers shows each layer's resolution."))
     for model in dict.fromkeys(s["model"]):
-        pairs = tables.scan("pairs").frame(where={"model": model})  # one model's pairs at a time
+        pairs = tables.scan("pairs").frame(["model", "layer", "threshold", "kind", "bc", "emd"],
+                                           where={"model": model})  # one model's pairs, the columns drawn
         for metric in ("bc", "emd"):
             fig = plots.similarity_figure(pairs, model, metric)
             body.append(figure(fig, f"{model}: {metric} of same vs different pairs"))

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-CHUNK_ROWS = 50_000  # rows per chunk (a single larger group comes whole)
+CHUNK_ROWS = 25_000  # rows per chunk (a single larger group comes whole)
 MEMORY_LIMIT = "128MB"  # DuckDB's own memory; past it, sorts spill to a temporary folder
 BATCH_ROWS = 65_536
 _FIRST = "__leam_first"  # the row number where a row's group first appears

@@ -97,7 +97,7 @@ def alive_nodes(address: str, env: dict) -> int:
 @pytest.fixture
 def two_nodes() -> Iterator[tuple[str, subprocess.Popen, dict]]:
     """(address, worker node, environment) of a cluster of two nodes on this machine, torn down afterwards.
-    The cluster uses Ray's token authentication (on by default in recent Ray): the nodes and the study share
+    The cluster uses Ray's token authentication (on by default in Ray 2.60): the nodes and the study share
     the token through ``RAY_AUTH_TOKEN`` in their environment."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'leam[ray]'): no cluster to test")
     if not ray_command().exists():
