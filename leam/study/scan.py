@@ -79,7 +79,7 @@ class TableScan:
             name = _quote(self._known(column))
             if isinstance(value, (list, tuple, set, frozenset)):
                 params[f"w{i}"] = list(value)
-                parts.append(f"{name} IN (SELECT unnest(${'w'}{i}))")
+                parts.append(f"{name} IN (SELECT unnest($w{i}))")
             elif value is None:
                 parts.append(f"({name} IS NULL OR isnan(TRY_CAST({name} AS DOUBLE)))")
             else:
