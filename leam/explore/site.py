@@ -26,8 +26,9 @@ from leam.report.html import glance_section
 from leam.report.page import esc
 from leam.report.tables import OCCLUSION_KEYS, PAIR_KEYS
 from leam.study import stats
+from leam.study.run_tables import RunTables
 from leam.study.scan import as_scan, per_chunk
-from leam.study.store import RunStore, RunTables
+from leam.study.store import RunStore
 
 Progress = Callable[[int, int], None]
 INTRO = ("<p>Every identity of the run: per model, its <b>consensus map</b> (the mean of its photos' aggregate "

@@ -25,7 +25,8 @@ from leam.report.faithfulness import faithfulness_body
 from leam.report.page import esc, img, note
 from leam.report.tables import format_value, summarise_study, table_files, write_tables
 from leam.study import stats
-from leam.study.store import RunStore, RunTables, unit_dir_name
+from leam.study.run_tables import RunTables
+from leam.study.store import RunStore, unit_dir_name
 
 EXAMPLES = 6  # identities shown with their maps
 IDENTITY_ROWS = 60  # the identities table is shown in the page up to this many identities

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from leam.study import faithfulness_stats, stats
+from leam.study.run_tables import RunTables
 from leam.study.scan import TableScan, as_scan, per_chunk
-from leam.study.store import RunTables
 
 MARKDOWN_ROWS = 5000  # larger tables (e.g. per identity over all of LFW) are written as CSV only
 

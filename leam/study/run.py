@@ -31,7 +31,8 @@ from leam.parse import list_parsers
 from leam.study.config import PHASE_SETTINGS, StudyConfig, differences
 from leam.study.engines import check_engine, ray_units, resolve_device, start_ray
 from leam.study.inputs import StudyInputs, plain, unit_name
-from leam.study.store import BACKUP, RunStore, RunTables, unit_dir_name
+from leam.study.run_tables import RunTables
+from leam.study.store import BACKUP, RunStore, unit_dir_name
 from leam.study.units import Unit, failure, model_layers, occlusion_layers
 from leam.study.worker import CACHE, UNIT_KINDS, execute, init_worker, plan
 

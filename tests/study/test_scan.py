@@ -15,8 +15,9 @@ import pytest
 from leam._io import parquet_bytes
 from leam.report.tables import Spilled, summarise_study
 from leam.study import faithfulness_stats, stats
+from leam.study.run_tables import concatenate_parquet
 from leam.study.scan import FrameScan, TableScan, per_chunk
-from leam.study.store import RunStore, concatenate_parquet
+from leam.study.store import RunStore
 
 EVIL = ["Zoë", "O'Brien", 'a "quoted" name', "東京", "x); DROP TABLE t; --", ""]
 
@@ -120,13 +121,13 @@ def test_streamed_consolidation_equals_pandas_concat(tmp_path: Path) -> None:
         parts.append(tmp_path / f"{i}.parquet")
         f.to_parquet(parts[-1], index=False)
     out = tmp_path / "all.parquet"
-    concatenate_parquet(parts, out, "leam study", row_group_rows=2)
+    concatenate_parquet(parts, out, lambda path, exc: AssertionError(path), row_group_rows=2)
     # what consolidation wrote before it streamed: the concatenated frame as Parquet
     want = pd.read_parquet(io.BytesIO(parquet_bytes(pd.concat([f for f in frames if len(f)], ignore_index=True))))
     got = pd.read_parquet(out)
     pd.testing.assert_frame_equal(got, want)
     assert got["value"].dtype == np.float64 and got["attr_gender"].isna().sum() == 3
-    concatenate_parquet([parts[2]], out, "leam study")
+    concatenate_parquet([parts[2]], out, lambda path, exc: AssertionError(path))
     assert pd.read_parquet(out).empty
 
 
