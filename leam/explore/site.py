@@ -24,10 +24,9 @@ from leam.explore.jobs import jobs as jobs_of
 from leam.explore.tasks import Workers
 from leam.report.html import glance_section
 from leam.report.page import esc
-from leam.report.tables import OCCLUSION_KEYS, PAIR_KEYS
-from leam.study import stats
-from leam.study.run_tables import RunTables
-from leam.study.scan import as_scan, per_chunk
+from leam.report.tables import glance_summaries
+from leam.study.run_tables import RunTables, scan_of
+from leam.study.scan import per_chunk
 from leam.study.store import RunStore
 
 Progress = Callable[[int, int], None]
@@ -154,7 +153,7 @@ def write_pages(site: Path, manifest: dict, tables: RunTables, models: list[str]
     failures = tables.get("failures", pd.DataFrame())
     variability, var_p = people.variability(_top_shares(tables, manifest))
     occlusion = pd.DataFrame()
-    if "occlusion" in tables and not (scan := _scan(tables, "occlusion")).empty:  # a person at a time
+    if "occlusion" in tables and not (scan := scan_of(tables, "occlusion")).empty:  # a person at a time
         occlusion = per_chunk(scan, ["model", "identity"], people.occlusion, where={"layer": "aggregate"})
     gain, occ_p = people.occlusion_gain(occlusion)
     per_model = people.per_model(numbers, variability, gain)
@@ -200,18 +199,8 @@ def people_table(images: pd.DataFrame, names: list[str], per_model: pd.DataFrame
 
 
 def _glance(tables: RunTables) -> dict[str, pd.DataFrame]:
-    """The summaries the report's "At a glance" table reads (similarity and occlusion), when the run has them;
-    read out of core (``leam.study.scan``)."""
-    out = {}
-    if "pairs" in tables and not (pairs := _scan(tables, "pairs")).empty:
-        out["similarity"] = per_chunk(pairs, PAIR_KEYS, stats.similarity_summary)
-    if "occlusion" in tables and not (occlusion := _scan(tables, "occlusion")).empty:
-        out["occlusion"] = per_chunk(occlusion, OCCLUSION_KEYS, stats.occlusion_summary)
-    return out
-
-
-def _scan(tables: RunTables, name: str):
-    return tables.scan(name) if isinstance(tables, RunTables) else as_scan(tables[name])
+    """The summaries the report's "At a glance" table reads, read out of core."""
+    return glance_summaries({name: scan_of(tables, name) for name in ("pairs", "occlusion") if name in tables})
 
 
 def _top_shares(tables: RunTables, manifest: dict) -> pd.DataFrame:
@@ -222,7 +211,7 @@ def _top_shares(tables: RunTables, manifest: dict) -> pd.DataFrame:
     p = people.nearest(manifest.get("config", {}).get("thresholds") or [], people.TOP_PERCENT)
     if p is None:
         return pd.DataFrame()
-    return _scan(tables, "regions").frame(where={"layer": "aggregate", "measure": "share", "threshold": p})
+    return scan_of(tables, "regions").frame(where={"layer": "aggregate", "measure": "share", "threshold": p})
 
 
 def _groups(table: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from leam.study import faithfulness_stats, stats
-from leam.study.run_tables import RunTables
-from leam.study.scan import TableScan, as_scan, per_chunk
+from leam.study.run_tables import scan_of
+from leam.study.scan import Scan, TableScan, per_chunk
 
 MARKDOWN_ROWS = 5000  # larger tables (e.g. per identity over all of LFW) are written as CSV only
 
@@ -45,7 +45,7 @@ def summarise_study(tables: Mapping[str, pd.DataFrame], spill: Path) -> dict[str
     Large tables are read out of core a chunk of whole groups at a time (``leam.study.scan``), so memory
     is bounded by the groups, not by the rows; the numbers are those of the ``leam.study.stats`` functions
     on whole frames. The per-identity region summary is written to ``spill`` (a folder) as Parquet."""
-    scans = {name: (tables.scan(name) if isinstance(tables, RunTables) else as_scan(tables[name])) for name in tables}
+    scans = {name: scan_of(tables, name) for name in tables}
 
     def has(name: str) -> bool:
         return name in scans and not scans[name].empty
@@ -55,10 +55,7 @@ def summarise_study(tables: Mapping[str, pd.DataFrame], spill: Path) -> dict[str
 
     images = frame("images")
     out: dict[str, pd.DataFrame | Spilled] = {"identities": identity_counts(images, frame("failures"))}
-    if has("pairs"):
-        out["similarity"] = per_chunk(scans["pairs"], PAIR_KEYS, stats.similarity_summary)
-    if has("occlusion"):
-        out["occlusion"] = per_chunk(scans["occlusion"], OCCLUSION_KEYS, stats.occlusion_summary)
+    out.update(glance_summaries(scans))
     if has("transfer"):
         baselines = None
         if has("occlusion"):
@@ -82,6 +79,17 @@ def summarise_study(tables: Mapping[str, pd.DataFrame], spill: Path) -> dict[str
     for name in stats.attribute_names(images):
         for statistic, split in stats.group_splits({**scans, "images": images}, name).items():
             out[f"groups_{name}_{statistic.replace(' ', '_')}"] = split
+    return out
+
+
+def glance_summaries(scans: Mapping[str, Scan]) -> dict[str, pd.DataFrame]:
+    """The summaries the report's "At a glance" table reads, when the run has them: map similarity of pairs
+    ("similarity") and occlusion drops ("occlusion")."""
+    out = {}
+    if "pairs" in scans and not scans["pairs"].empty:
+        out["similarity"] = per_chunk(scans["pairs"], PAIR_KEYS, stats.similarity_summary)
+    if "occlusion" in scans and not scans["occlusion"].empty:
+        out["occlusion"] = per_chunk(scans["occlusion"], OCCLUSION_KEYS, stats.occlusion_summary)
     return out
 
 

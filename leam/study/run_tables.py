@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from leam._io import parquet_bytes
 from leam.errors import LeamError
-from leam.study.scan import TableScan
+from leam.study.scan import Scan, TableScan, as_scan
 
 
 class RunTables(Mapping):
@@ -48,6 +48,12 @@ class RunTables(Mapping):
     def rows(self, name: str) -> int:
         """How many rows the table has (0 when the run has no such table)."""
         return len(self.scan(name)) if name in self.paths else 0
+
+
+def scan_of(tables: Mapping[str, pd.DataFrame], name: str) -> Scan:
+    """The table ``name`` out of core when ``tables`` is a run's ``RunTables``; a frame by that name (tests,
+    small runs in memory) behind the same interface."""
+    return tables.scan(name) if isinstance(tables, RunTables) else as_scan(tables[name])
 
 
 def concatenate_parquet(parts: list[Path], out: Path, unreadable: Callable[[Path, BaseException], Exception],
