@@ -8,7 +8,9 @@ that changed:
   identity's maps changed, so every prior moved);
 - the population's pictures of a model: when its population changed.
 
-Pages are written every run (they are small, and their numbers are computed afresh).
+Pages are written every run (they are small, and their numbers are computed afresh). While pictures are drawn,
+the manifest is saved every ``CHECKPOINT_SECONDS`` (``Checkpoints``): an interrupted run's successor draws only
+the jobs it had not finished.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from leam.explore.render import WHAT, job_files
 
 MANIFEST = "explore.json"
 VERSION = 1  # of the pictures' layout and drawing: a change draws everything again
+CHECKPOINT_SECONDS = 30.0
 
 
 @dataclass
@@ -100,3 +104,36 @@ def remove(site: Path, files: list[str]) -> None:
         path = (site / name).resolve()
         if root in path.parents and path.name in marked_files(path.parent):
             path.unlink(missing_ok=True)
+
+
+def partial(old: dict, todo: Plan, drawn: set[str]) -> dict:
+    """The manifest of a run stopped after drawing the jobs ``drawn``: this run's entries for those and for the
+    jobs that had nothing to draw; the ``old`` manifest's entry (or none) for the others, so that they are drawn
+    again."""
+    was = old.get("jobs", {})
+    jobs = {}
+    for key, entry in todo.manifest["jobs"].items():
+        if key not in todo.draw or key in drawn:
+            jobs[key] = entry
+        elif key in was:
+            jobs[key] = was[key]
+    return {**todo.manifest, "jobs": jobs}
+
+
+class Checkpoints:
+    """Saves the ``partial`` manifest of ``site`` at most every ``seconds`` as jobs are drawn."""
+
+    def __init__(self, site: Path, old: dict, todo: Plan, seconds: float | None = None) -> None:
+        self.site, self.old, self.todo = site, old, todo
+        self.seconds = CHECKPOINT_SECONDS if seconds is None else seconds
+        self.drawn: set[str] = set()
+        self.last = time.monotonic()
+
+    def done(self, key: str) -> None:
+        """Job ``key``'s pictures are drawn."""
+        if key not in self.todo.draw:
+            return
+        self.drawn.add(key)
+        if time.monotonic() - self.last >= self.seconds:
+            save(self.site, partial(self.old, self.todo, self.drawn))
+            self.last = time.monotonic()

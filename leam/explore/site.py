@@ -82,8 +82,9 @@ def explore(run_dir: str | Path, out: str | Path | None = None, workers: int = 1
         totals = population_sums(str(run_dir), jobs, pool, steps)
         layers = {m: people.model_layers(manifest, m) for m in models}
         priors = {j.key for j in jobs if totals[j.model].count > len(j.explained)}
-        todo = plan.plan(site, plan.load(site), jobs, digests, layers,
-                         {m: plan.population_key(t) for m, t in totals.items()}, priors)
+        old = plan.load(site)
+        todo = plan.plan(site, old, jobs, digests, layers, {m: plan.population_key(t) for m, t in totals.items()},
+                         priors)
         links = {n: pages.Link(n, f"people/{file_stem(n)}.html") for n in names}
         planned = [site / "index.html", site / plan.MANIFEST, *(site / link.href for link in links.values()),
                    *(site / f for f in todo.files()),
@@ -92,7 +93,8 @@ def explore(run_dir: str | Path, out: str | Path | None = None, workers: int = 1
         plan.remove(site, todo.stale)
         for m in todo.population:
             render.draw_population(site, m, totals[m])
-        numbers, files = person_numbers(str(run_dir), site, jobs, layers, totals, todo.draw, pool, steps)
+        numbers, files = person_numbers(str(run_dir), site, jobs, layers, totals, todo.draw, pool, steps,
+                                        plan.Checkpoints(site, old, todo))
     with_prior = {(j.identity, j.model) for j in jobs if j.key in priors}
     index = write_pages(site, manifest, tables, models, names, jobs, numbers, links, layers, with_prior, steps)
     plan.save(site, todo.manifest)
@@ -129,14 +131,17 @@ def population_sums(run_dir: str, jobs: list[Job], workers: Workers, step: Calla
 
 def person_numbers(run_dir: str, site: Path, jobs: list[Job], layers: dict[str, list[str]],
                    totals: dict[str, maps.Sums], draw: dict[str, set[str]], workers: Workers,
-                   step: Callable[[], None]) -> tuple[dict[tuple[str, str], maps.Person], int]:
-    """({(identity, model): numbers}, picture files written) of the second pass."""
+                   step: Callable[[], None], checkpoints: plan.Checkpoints
+                   ) -> tuple[dict[tuple[str, str], maps.Person], int]:
+    """({(identity, model): numbers}, picture files written) of the second pass; each drawn job is told to
+    ``checkpoints``."""
     light = {m: maps.Sums(t.count, t.maps) for m, t in totals.items()}  # the workers need no chips
     todo = [(run_dir, site, j, layers[j.model], light[j.model], draw.get(j.key, set())) for j in jobs]
     found, files = {}, 0
     for k, (person, written) in workers.run(tasks.person, todo):
         found[k] = person
         files += written
+        checkpoints.done(jobs[k].key)
         step()
     return {(j.identity, j.model): found[k] for k, j in enumerate(jobs)}, files  # in the jobs' order
 

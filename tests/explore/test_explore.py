@@ -259,6 +259,29 @@ def test_a_second_run_draws_nothing_and_a_redone_unit_only_its_own(small_run: Pa
     assert {p.name for p in changed} == {p.name for p in folder.iterdir() if p.name != ".leam-output"}
 
 
+def test_an_interrupted_run_leaves_only_the_rest_to_draw(site: ExploreResult, small_run: Path, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    """Stopped after two of the second pass's four jobs (the manifest saved after each job here), a run's
+    successor draws the other two only, and the site is byte for byte an uninterrupted run's."""
+    monkeypatch.setattr("leam.explore.plan.CHECKPOINT_SECONDS", 0.0)
+    out = tmp_path / "site"
+
+    def stop(done: int, total: int) -> None:
+        if done == 4 + 2:  # the first pass's 4 steps, then 2 jobs of the second
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        explore(small_run, out, progress=stop)
+    assert not (out / "index.html").exists()
+    rest = explore(small_run, out)
+    assert rest.drawn == 2
+    files = sorted(p.relative_to(site.site) for p in site.site.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    for f in files:
+        if f.name != ".leam-output":
+            assert (site.site / f).read_bytes() == (out / f).read_bytes(), f
+
+
 def first_folder(identity: str, model: str) -> str:
     return f"{file_stem(identity)}/{file_stem(model)}"
 
