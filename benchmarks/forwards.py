@@ -13,7 +13,13 @@ the repeats after a warm-up round:
 - ``torch bfloat16``: a bfloat16 copy of the net (the CPU has AVX512-BF16 here);
 - ``onnxruntime``: ``leam.models.inference.OnnxEmbedder`` as a study uses it (one thread, PReLU rewritten,
   session runs of ``ONNX_BATCH`` = 4 chips); ``onnxruntime, batches of 32``: the same in runs of 32 chips;
-- ``onnxruntime, PReLU kept``: the export without the PReLU rewrite, runs of 4 (models with PReLU only).
+- ``onnxruntime, PReLU kept``: the export without the PReLU rewrite, runs of 4 (models with PReLU only);
+- ``openvino`` (only where ``import openvino`` works, an optional package leam does not require): the same
+  ONNX bytes as ``onnxruntime`` (``inference.export_onnx``) compiled by OpenVINO for the CPU with
+  ``OPENVINO_CONFIG`` (one thread, f32: on a CPU with AVX512-BF16 OpenVINO otherwise computes in bfloat16),
+  runs of 4 chips; ``openvino, batches of 16``: runs of 16; ``openvino, static 4``: a model reshaped to a fixed
+  batch of 4 (a short last run padded). Each compiled model's precision is checked: a layer computing in
+  anything but f32 stops the benchmark.
 
 Agreement with ``torch``: the largest embedding difference relative to the embedding's norm, and the largest
 difference of the occlusion drops (cosine to the chip's own embedding, unoccluded minus occluded).
@@ -115,6 +121,53 @@ def onnx_variants(model) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     return out
 
 
+OPENVINO_CONFIG = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+
+
+def openvino_variants(model) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """OpenVINO's variants over ``inference.export_onnx``'s bytes; none (and one line said) without openvino."""
+    try:
+        import openvino
+    except ImportError:
+        print(f"  {model.spec.name}: openvino not installed, its variants skipped")
+        return {}
+    core, data, checked = openvino.Core(), inference.export_onnx(model), set()
+    h, w = model.spec.input_size
+
+    def runs(size: int, static: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+        net = core.read_model(data)
+        if static:
+            net.reshape([size, 3, h, w])
+        compiled = core.compile_model(net, "CPU", OPENVINO_CONFIG)
+        checked.add(f32_precisions(compiled))
+        request = compiled.create_infer_request()
+
+        def embed(x: np.ndarray) -> np.ndarray:
+            t, out = model.chips_to_tensor(x).numpy(), []
+            for i in range(0, len(t), size):
+                b = np.ascontiguousarray(t[i : i + size])
+                if static and len(b) < size:
+                    b = np.concatenate([b, np.zeros((size - len(b), *b.shape[1:]), b.dtype)])
+                out.append(request.infer({0: b})[0][: len(t) - i])  # outputs copied (share_outputs=False)
+            return np.concatenate(out)
+        return embed
+
+    out = {"openvino": runs(4), "openvino, batches of 16": runs(16), "openvino, static 4": runs(4, static=True)}
+    print(f"  {model.spec.name}: openvino in f32: {'; '.join(sorted(checked))}")
+    return out
+
+
+def f32_precisions(compiled) -> str:
+    """What says that an OpenVINO compiled model computes in f32: its precision hint and the precisions its
+    runtime model's layers compute in (``runtimePrecision``: f32 or integer types only); RuntimeError if not."""
+    hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    infos = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+    precisions = {i["runtimePrecision"].astype(str) for i in infos if "runtimePrecision" in i}
+    if "float32" not in hint or precisions - {"f32", "i32", "i64", "u8", "boolean"}:
+        raise RuntimeError(f"expected OpenVINO to compute in f32, got hint {hint} and layer precisions {precisions}")
+    return f"hint {hint}, layers {'/'.join(sorted(precisions))} ({len(infos)} runtime layers)"
+
+
 def timed(variants: dict[str, Callable], work: list[list[np.ndarray]], repeats: int) -> dict[str, list[float]]:
     """CPU seconds per image of each variant over ``work`` (lists of batches), interleaved."""
     names = list(variants)
@@ -145,13 +198,14 @@ def agreement(embed: Callable, reference: Callable, batches: list[np.ndarray]) -
 
 def batches_bench(args: argparse.Namespace) -> None:
     print(f"gradient-free forwards, one thread, CPU ms per image (median of {args.repeats}); torch "
-          f"{torch.__version__}, onnxruntime {_version('onnxruntime')}; load average {os.getloadavg()[0]:.1f}")
+          f"{torch.__version__}, onnxruntime {_version('onnxruntime')}, openvino {_version('openvino')} "
+          f"({OPENVINO_CONFIG}); load average {os.getloadavg()[0]:.1f}")
     for name in args.models:
         model = create_model(name)
         batches, chips = study_batches(model, args.photos)
         big = np.concatenate(batches)
         wide = [big[i : i + 64] for i in range(0, len(big) - 63, 64)]
-        variants = {**torch_variants(model), **onnx_variants(model)}
+        variants = {**torch_variants(model), **onnx_variants(model), **openvino_variants(model)}
         occl = timed(variants, [batches], args.repeats)
         batch64 = timed(variants, [wide], args.repeats) if wide else {}
         base_o, base_w = statistics.median(occl["torch"]), statistics.median(batch64.get("torch", [np.nan]))

@@ -8,6 +8,7 @@ from pathlib import Path
 from leam.cli._common import (
     add_detector_option,
     add_face_option,
+    add_map_options,
     add_model_options,
     add_parser_options,
     check_detector,
@@ -17,7 +18,6 @@ from leam.cli._common import (
     progress_bar,
     resolve_layer_args,
 )
-from leam.maps import DIRECTIONS
 from leam.study.demo import run_demo
 
 
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     add_parser_options(p)
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all'")
-    p.add_argument("--direction", choices=DIRECTIONS, default="loss")
+    add_map_options(p)
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="explain at most N photos")
     add_face_option(p, default="largest")
     add_detector_option(p)
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     parser = load_parser(args)
     with progress_bar("explaining") as progress:
         items = run_demo(model, args.data, args.out, layers, args.direction, args.limit, args.face, progress, parser,
-                         detector=args.detector)
+                         detector=args.detector, aggregation=args.aggregate)
     failed = sum(1 for i in items if i.error)
     print(f"explained {len(items) - failed} photos ({failed} failed); open {Path(args.out) / 'index.html'}")
     return 0

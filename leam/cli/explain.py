@@ -9,13 +9,13 @@ from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
 from leam.cli._common import (
     add_detector_option,
     add_face_option,
+    add_map_options,
     add_model_options,
     check_detector,
     load_model,
     resolve_layer_args,
 )
 from leam.data.images import load_image
-from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.maps.explain import explain_file
 from leam.report.explanation import explanation_files, write_explanation
 
@@ -27,9 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="other photo(s) of the same person; several → their mean embedding")
     add_model_options(p)
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all' (default: the model's 9)")
-    p.add_argument("--direction", choices=DIRECTIONS, default="loss",
-                   help="'loss': ReLU of d(1-cos)/dA, as the reference study (default); 'similarity': d cos/dA")
-    p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean", help="how layers are combined")
+    add_map_options(p)
     add_face_option(p)
     add_detector_option(p)
     p.add_argument("--out", default="leam-out", help="output folder (default: leam-out)")

@@ -9,6 +9,7 @@ from leam._paths import check_outputs, claim_outputs, refuse_repeated_inputs
 from leam.cli._common import (
     add_detector_option,
     add_face_option,
+    add_map_options,
     add_model_options,
     add_parser_options,
     check_detector,
@@ -17,7 +18,6 @@ from leam.cli._common import (
     resolve_layer_args,
 )
 from leam.data.images import load_image
-from leam.maps import DIRECTIONS
 from leam.maps.explain import explain_file
 from leam.maps.face_regions import explanation_regions, parse_face
 from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     add_parser_options(p)
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layer names, or 'all' (default: the model's 9)")
-    p.add_argument("--direction", choices=DIRECTIONS, default="loss")
+    add_map_options(p)
     p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P",
                    help="top-p %% thresholds (default: 1 5 10 25 50 100)")
     add_face_option(p)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     outputs = check_outputs([*explanation_files(out, layers), *(out / f for f in PARSE_FILES + REGIONS_FILES)], inputs)
     photo = load_image(args.image)
-    ex = explain_file(model, args.image, args.reference, layers, args.direction,
+    ex = explain_file(model, args.image, args.reference, layers, args.direction, args.aggregate,
                       largest_face=args.face, photo=photo, detector=args.detector)
     labels = parse_face(parser, photo, ex.aligned)
     result = explanation_regions(ex, labels, args.thresholds)

@@ -15,13 +15,13 @@ import pandas as pd
 from leam.cli._common import (
     add_detector_option,
     add_face_option,
+    add_map_options,
     non_negative_int,
     positive_int,
     progress_bar,
     workers_count,
 )
 from leam.errors import LeamError
-from leam.maps import AGGREGATIONS, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS
 from leam.models import DEFAULT_MODEL, list_models
 from leam.models.choice import SPEC, file_record, parse_model_args
@@ -41,8 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="layers per model, e.g. dlib-resnet=stem,stage2.block1 (default: each model's 9)")
     p.add_argument("--reference", choices=REFERENCES, default="baseline",
                    help="baseline: each identity's first photo; mean: the mean of the other photos")
-    p.add_argument("--direction", choices=DIRECTIONS, default="loss")
-    p.add_argument("--aggregate", choices=AGGREGATIONS, default="mean")
+    add_map_options(p)
     p.add_argument("--parser", default="landmarks", help="face parser for the region statistics")
     p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P")
     p.add_argument("--occlusion-percents", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",

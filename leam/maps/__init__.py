@@ -1,8 +1,8 @@
 """Maps: the attribution engine (LEAM and rival CAM methods, saliency), occlusion sensitivity, hooks,
 aggregation."""
 
-from leam.maps.aggregate import AGGREGATIONS, aggregate_maps, minmax_normalize
-from leam.maps.attribution import Attribution, AttributionResult
+from leam.maps.aggregate import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate_maps, minmax_normalize
+from leam.maps.attribution import DEFAULT_DIRECTION, Attribution, AttributionResult
 from leam.maps.hooks import capture_activations, layer_shapes, resolve_layers
 from leam.maps.leam import DIRECTIONS, LEAM, LeamResult, layer_map
 from leam.maps.methods import CAM_METHODS, gradcam_map, gradxact_map, leam_map
@@ -11,6 +11,8 @@ from leam.maps.occlusion_map import occlusion_forwards, occlusion_sensitivity
 __all__ = [
     "AGGREGATIONS",
     "CAM_METHODS",
+    "DEFAULT_AGGREGATION",
+    "DEFAULT_DIRECTION",
     "DIRECTIONS",
     "LEAM",
     "Attribution",

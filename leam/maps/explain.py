@@ -12,6 +12,8 @@ import torch
 from leam._io import text_name
 from leam.errors import DegenerateReferenceError
 from leam.face import AlignedFace, align_file, align_photo
+from leam.maps.aggregate import DEFAULT_AGGREGATION
+from leam.maps.attribution import DEFAULT_DIRECTION
 from leam.maps.leam import LEAM
 from leam.models import FaceModel
 
@@ -50,8 +52,8 @@ def explain_face(
     face: AlignedFace,
     reference: np.ndarray,
     layers: Sequence[str] | None = None,
-    direction: str = "loss",
-    aggregation: str = "mean",
+    direction: str = DEFAULT_DIRECTION,
+    aggregation: str = DEFAULT_AGGREGATION,
     references: Sequence[str] = (),
 ) -> Explanation:
     """LEAM maps of ``face`` against the ``reference`` embedding (D,)."""
@@ -87,8 +89,8 @@ def explain_file(
     image: str | Path,
     references: Sequence[str | Path],
     layers: Sequence[str] | None = None,
-    direction: str = "loss",
-    aggregation: str = "mean",
+    direction: str = DEFAULT_DIRECTION,
+    aggregation: str = DEFAULT_AGGREGATION,
     largest_face: bool | str = False,
     photo: np.ndarray | None = None,
     detector: str = "dlib",

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from leam.errors import LeamError
 from leam.face import DETECTORS
 from leam.face.detect import FACE_CHOICES
-from leam.maps import AGGREGATIONS, DIRECTIONS
+from leam.maps import AGGREGATIONS, DEFAULT_AGGREGATION, DEFAULT_DIRECTION, DIRECTIONS
 from leam.metrics.regions import DEFAULT_THRESHOLDS, check_thresholds
 from leam.metrics.similarity import EMD_GRID
 from leam.models.inference import FORWARDS
@@ -41,8 +41,8 @@ class StudyConfig:
     models: tuple[str, ...]
     layers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per model; default: its 9
     reference: str = "baseline"
-    direction: str = "loss"
-    aggregation: str = "mean"
+    direction: str = DEFAULT_DIRECTION
+    aggregation: str = DEFAULT_AGGREGATION
     parser: str = "landmarks"
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     occlusion_percents: tuple[float, ...] = (0.5, 1, 2, 5)

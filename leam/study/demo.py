@@ -20,6 +20,7 @@ from leam.data.folders import identity_folders
 from leam.data.images import load_image
 from leam.errors import LeamError
 from leam.face import align_file, align_photo, detector_template
+from leam.maps import DEFAULT_AGGREGATION, DEFAULT_DIRECTION
 from leam.maps.explain import embed_faces, explain_face
 from leam.maps.face_regions import explanation_regions, parse_face
 from leam.metrics.regions import DEFAULT_THRESHOLDS, identity_summary
@@ -87,13 +88,14 @@ def run_demo(
     data: str | Path,
     out: str | Path,
     layers: Sequence[str] | None = None,
-    direction: str = "loss",
+    direction: str = DEFAULT_DIRECTION,
     limit: int | None = None,
     largest_face: bool | str = True,
     progress: Callable[[int, int], None] | None = None,
     parser: FaceParser | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     detector: str = "dlib",
+    aggregation: str = DEFAULT_AGGREGATION,
 ) -> list[DemoItem]:
     """Explain every planned photo into ``out`` with its face regions, summarise the regions per
     identity, and write ``out/index.html``; returns the items. ``largest_face``: which face of a photo with
@@ -109,7 +111,8 @@ def run_demo(
     if progress:
         progress(0, len(items))
     for done, item in enumerate(items, start=1):
-        explain_item(model, item, out / item.folder, layers, direction, largest_face, parser, thresholds, detector)
+        explain_item(model, item, out / item.folder, layers, direction, largest_face, parser, thresholds, detector,
+                     aggregation)
         if progress:
             progress(done, len(items))
     summarise_regions(items, out)
@@ -127,6 +130,7 @@ def explain_item(
     parser: FaceParser,
     thresholds: Sequence[float],
     detector: str = "dlib",
+    aggregation: str = DEFAULT_AGGREGATION,
 ) -> None:
     """Explain one photo into ``folder`` (its summary or its error on ``item``); a folder with its
     ``summary.json`` is done already and only read."""
@@ -139,7 +143,7 @@ def explain_item(
         face = align_photo(photo, model.spec.template, text_name(str(item.image)), largest_face, detector)
         ref_face = align_file(item.reference, model.spec.template, largest_face, detector)
         ref = embed_faces(model, [ref_face])[0]
-        ex = explain_face(model, face, ref, layers, direction, references=[text_name(str(item.reference))])
+        ex = explain_face(model, face, ref, layers, direction, aggregation, [text_name(str(item.reference))])
         labels = parse_face(parser, photo, face)
         write_parse(labels, face, folder)
         write_regions(ex, explanation_regions(ex, labels, thresholds), folder)
