@@ -31,7 +31,7 @@ the transfer units over them, with the README's study settings (``--face central
 CPU per explained photo and model, how much of it the gradient-free forwards take, and the ratio; each
 model's one-off ONNX export, session and check (paid once per process) is reported apart.
 
-    python benchmarks/forwards.py batches                           # the five installed models, ~10 minutes
+    python benchmarks/forwards.py batches                           # the five installed models, ~13 minutes
     python benchmarks/forwards.py batches --models dlib-resnet --repeats 5
     python benchmarks/forwards.py units --identities 6              # ~10 minutes
 """
@@ -159,13 +159,16 @@ def openvino_variants(model) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 def f32_precisions(compiled) -> str:
     """What says that an OpenVINO compiled model computes in f32: its precision hint and the precisions its
-    runtime model's layers compute in (``runtimePrecision``: f32 or integer types only); RuntimeError if not."""
+    runtime model's layers compute in (``runtimePrecision``: f32 or integer types for every layer but constants,
+    which compute nothing; bf16 and f16 nowhere); RuntimeError if not."""
     hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
     infos = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
-    precisions = {i["runtimePrecision"].astype(str) for i in infos if "runtimePrecision" in i}
-    if "float32" not in hint or precisions - {"f32", "i32", "i64", "u8", "boolean"}:
-        raise RuntimeError(f"expected OpenVINO to compute in f32, got hint {hint} and layer precisions {precisions}")
-    return f"hint {hint}, layers {'/'.join(sorted(precisions))} ({len(infos)} runtime layers)"
+    kinds = {(i["layerType"].astype(str), i["runtimePrecision"].astype(str)) for i in infos}
+    computed = {p for layer, p in kinds if layer != "Const"}
+    halves = {"bf16", "f16"} & {p for _, p in kinds}
+    if "float32" not in hint or computed - {"f32", "i32", "i64", "u8", "boolean"} or halves:
+        raise RuntimeError(f"expected OpenVINO to compute in f32, got hint {hint} and layer precisions {sorted(kinds)}")
+    return f"hint {hint}, {len(infos)} runtime layers, those not constant in {'/'.join(sorted(computed))}"
 
 
 def timed(variants: dict[str, Callable], work: list[list[np.ndarray]], repeats: int) -> dict[str, list[float]]:
