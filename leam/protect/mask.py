@@ -33,9 +33,11 @@ from leam.protect.warp import footprint
 
 
 def leam_aggregates(model: FaceModel, faces: Sequence[AlignedFace], references: np.ndarray) -> np.ndarray:
-    """(N, h, w) aggregate LEAM maps (mean of the default layers' normalised maps) of ``faces`` against
-    ``references`` (N, D): each face's own reference embedding (e.g. the mean of the person's others)."""
-    engine = LEAM(model.net, list(model.spec.default_layers))
+    """(N, h, w) aggregate LEAM maps of ``faces`` against ``references`` (N, D): each face's own reference
+    embedding (e.g. the mean of the person's others). Always the reference study's map (the mean of the default
+    layers' normalised maps, ``loss`` direction), whatever ``explain``'s default: protection was measured with
+    it."""
+    engine = LEAM(model.net, list(model.spec.default_layers), direction="loss")
     x = model.chips_to_tensor(np.stack([f.chip for f in faces]))
     result = engine(x, torch.as_tensor(np.asarray(references, dtype=np.float32)), allow_self_reference=True)
     return result.aggregate("mean").numpy().astype(np.float64)
