@@ -7,7 +7,9 @@ from collections.abc import Mapping
 import torch
 
 AGGREGATIONS = ("mean", "max", "early")
-DEFAULT_AGGREGATION = "mean"  # of ``explain``, ``regions``, ``study`` and ``demo``; the reference study's: "mean"
+# The map ``explain``, ``regions``, ``study`` and ``demo`` show unless told otherwise (with ``DEFAULT_DIRECTION``).
+# The engine's own defaults (``aggregate_maps``, ``LEAM``) stay the method as defined: "mean" and "loss".
+DEFAULT_AGGREGATION = "mean"
 EARLY_LAYERS = 3  # "early": the mean of the first three layers (in the order given: the model's, shallow first)
 
 
@@ -20,7 +22,7 @@ def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (maps - lo) / safe, torch.zeros_like(maps))
 
 
-def aggregate_maps(maps: Mapping[str, torch.Tensor], method: str = DEFAULT_AGGREGATION) -> torch.Tensor:
+def aggregate_maps(maps: Mapping[str, torch.Tensor], method: str = "mean") -> torch.Tensor:
     """Combine normalised per-layer maps {layer: (N, H, W)} into one (N, H, W) map in [0, 1].
 
     "mean": the mean over layers; "max": LayerCAM's element-wise maximum; "early": the mean over the first

@@ -22,12 +22,12 @@ from torch import nn
 
 from leam._torch_state import preserved_state
 from leam.errors import DegenerateReferenceError, LayerError
-from leam.maps.aggregate import DEFAULT_AGGREGATION, aggregate_maps, minmax_normalize
+from leam.maps.aggregate import aggregate_maps, minmax_normalize
 from leam.maps.hooks import capture_activations, resolve_layers
 from leam.maps.methods import CAM_METHODS
 
 DIRECTIONS = ("loss", "similarity")
-DEFAULT_DIRECTION = "loss"  # of ``explain``, ``regions``, ``study`` and ``demo``; the reference study's: "loss"
+DEFAULT_DIRECTION = "loss"  # of ``explain``, ``regions``, ``study``, ``demo`` (see ``aggregate.DEFAULT_AGGREGATION``)
 SELF_REFERENCE_COS = 1.0 - 1e-6
 
 
@@ -57,7 +57,7 @@ class AttributionResult:
     def layers(self) -> list[str]:
         return list(next(iter(self.maps.values()), {}))
 
-    def aggregate(self, method: str, aggregation: str = DEFAULT_AGGREGATION) -> torch.Tensor:
+    def aggregate(self, method: str, aggregation: str = "mean") -> torch.Tensor:
         """(N, H, W) in [0, 1]: mean (or max) over layers of ``method``'s normalised maps."""
         if method not in self.maps:
             raise ValueError(f"expected method in {tuple(self.maps)}, got {method!r}")
@@ -99,7 +99,7 @@ class Attribution:
         self,
         net: nn.Module,
         layers: Sequence[str],
-        direction: str = DEFAULT_DIRECTION,
+        direction: str = "loss",
         methods: Sequence[str] = ("leam",),
         saliency: bool = False,
     ) -> None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from leam.maps.aggregate import DEFAULT_AGGREGATION, aggregate_maps
-from leam.maps.attribution import DEFAULT_DIRECTION, DIRECTIONS, SELF_REFERENCE_COS, Attribution, objective
+from leam.maps.aggregate import aggregate_maps
+from leam.maps.attribution import DIRECTIONS, SELF_REFERENCE_COS, Attribution, objective
 from leam.maps.methods import leam_map as layer_map
 
 __all__ = ["DIRECTIONS", "LEAM", "SELF_REFERENCE_COS", "LeamResult", "layer_map", "objective"]
@@ -39,7 +39,7 @@ class LeamResult:
     def layers(self) -> list[str]:
         return list(self.maps)
 
-    def aggregate(self, method: str = DEFAULT_AGGREGATION) -> torch.Tensor:
+    def aggregate(self, method: str = "mean") -> torch.Tensor:
         """(N, H, W) in [0, 1]: the normalised maps combined over layers (``aggregate_maps``)."""
         return aggregate_maps(self.maps, method)
 
@@ -52,7 +52,7 @@ class LEAM:
     >>> result.maps["stage1.block0"].shape                                # (N, H, W)  # doctest: +SKIP
     """
 
-    def __init__(self, net: nn.Module, layers: Sequence[str], direction: str = DEFAULT_DIRECTION) -> None:
+    def __init__(self, net: nn.Module, layers: Sequence[str], direction: str = "loss") -> None:
         Attribution(net, layers, direction, methods=("leam",))  # the engine's checks, at construction
         self.net = net
         self.layers = list(layers)
