@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from leam.maps import DEFAULT_AGGREGATION, DEFAULT_DIRECTION
+
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 DEMO = DATA / "lfw-demo"
 RAW = DATA / "raw-photos"
@@ -36,7 +38,8 @@ def test_explain_writes_every_promised_file(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     layers = summary["layers"]
-    assert len(layers) == 9 and summary["direction"] == "loss"
+    assert len(layers) == 9
+    assert (summary["direction"], summary["aggregation"]) == (DEFAULT_DIRECTION, DEFAULT_AGGREGATION)
     assert summary["references"] == [str(b), str(c)]
     assert 0.0 < summary["cosine_similarity"] < 1.0
     with np.load(out / "maps.npz") as maps:

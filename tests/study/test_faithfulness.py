@@ -62,11 +62,15 @@ def test_adding_faithfulness_runs_only_its_phase(run):
     assert set(t.loc[t["method"] == "leam", "objective"]) == {"loss", "similarity"}
 
 
-def test_default_rows_are_the_leam_mean_rows(run):
+def test_default_rows_are_the_default_maps_rows(run):
+    from leam.maps import DEFAULT_AGGREGATION, DEFAULT_DIRECTION
+
     t = _tables(run[0])["faithfulness"]
     cols = ["identity", "image", "fill", "direction", "fraction", "cosine", "match"]
     default = t[t["method"] == "default"][cols].reset_index(drop=True)
-    leam = t[(t["method"] == "leam") & (t["map"] == "mean") & (t["objective"] == "loss")][cols].reset_index(drop=True)
+    leam = t[(t["method"] == "leam") & (t["map"] == DEFAULT_AGGREGATION)
+             & (t["objective"] == DEFAULT_DIRECTION)][cols].reset_index(drop=True)
+    assert len(default)
     pd.testing.assert_frame_equal(default, leam)
 
 
@@ -75,7 +79,7 @@ def test_deletion_matches_an_independent_computation(run):
     plain argsort and the model's own embed."""
     import torch
 
-    from leam.maps import LEAM
+    from leam.maps import DEFAULT_AGGREGATION, DEFAULT_DIRECTION, LEAM
     from leam.models import create_model
     from leam.study.inputs import unit_name
     from leam.study.store import RunStore
@@ -91,8 +95,8 @@ def test_deletion_matches_an_independent_computation(run):
     chip, ref = arrays[f"{photo['array_index']}/chip"], arrays[f"{photo['array_index']}/ref"]
     model = create_model("dlib-resnet")
     torch.set_num_threads(1)
-    result = LEAM(model.net, list(model.spec.default_layers))(model.chips_to_tensor(chip[None]), torch.as_tensor(ref))
-    values = result.aggregate("mean")[0].numpy()
+    engine = LEAM(model.net, list(model.spec.default_layers), DEFAULT_DIRECTION)
+    values = engine(model.chips_to_tensor(chip[None]), torch.as_tensor(ref)).aggregate(DEFAULT_AGGREGATION)[0].numpy()
     curve = t[(t["method"] == "default") & (t["direction"] == "deletion") & (t["image"] == row["image"])
               & (t["fill"] == "black")].set_index("fraction")["cosine"]
     for fraction in (0.0, 0.01, 0.05):
