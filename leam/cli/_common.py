@@ -152,17 +152,19 @@ def check_detector(detector: str, models: Sequence[FaceModel]) -> None:
         detector_template(m.spec.template, detector)
 
 
-def add_map_options(p: argparse.ArgumentParser) -> None:
+def add_map_options(p: argparse.ArgumentParser, resumed: bool = False) -> None:
     """``--direction`` and ``--aggregate``: which gradient weighs the activations and how the layers' maps are
-    combined (defaults: ``leam.maps.DEFAULT_DIRECTION`` and ``DEFAULT_AGGREGATION``)."""
+    combined (defaults: ``leam.maps.DEFAULT_DIRECTION`` and ``DEFAULT_AGGREGATION``; with ``resumed``, None: the
+    command takes a resumed run's own)."""
     from leam.maps import AGGREGATIONS, DEFAULT_AGGREGATION, DEFAULT_DIRECTION, DIRECTIONS
 
-    p.add_argument("--direction", choices=DIRECTIONS, default=DEFAULT_DIRECTION,
+    when = "a resumed run's own, else " if resumed else ""
+    p.add_argument("--direction", choices=DIRECTIONS, default=None if resumed else DEFAULT_DIRECTION,
                    help=f"'loss': ReLU of d(1-cos)/dA, as the reference study; 'similarity': ReLU of d cos/dA "
-                        f"(default: {DEFAULT_DIRECTION})")
-    p.add_argument("--aggregate", choices=AGGREGATIONS, default=DEFAULT_AGGREGATION,
+                        f"(default: {when}{DEFAULT_DIRECTION})")
+    p.add_argument("--aggregate", choices=AGGREGATIONS, default=None if resumed else DEFAULT_AGGREGATION,
                    help=f"how the layers' maps are combined: mean (the reference study's), max, or early (the mean "
-                        f"of the first three layers) (default: {DEFAULT_AGGREGATION})")
+                        f"of the first three layers) (default: {when}{DEFAULT_AGGREGATION})")
 
 
 def add_parser_options(p: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from leam.models.choice import SPEC, file_record, parse_model_args
 from leam.models.inference import FORWARDS
 from leam.study.config import DEFAULT_FILLS, FILLS, REFERENCES, StudyConfig
 from leam.study.engines import ENGINES
-from leam.study.run import default_forwards, run_study
+from leam.study.run import default_forwards, default_map, run_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="layers per model, e.g. dlib-resnet=stem,stage2.block1 (default: each model's 9)")
     p.add_argument("--reference", choices=REFERENCES, default="baseline",
                    help="baseline: each identity's first photo; mean: the mean of the other photos")
-    add_map_options(p)
+    add_map_options(p, resumed=True)
     p.add_argument("--parser", default="landmarks", help="face parser for the region statistics")
     p.add_argument("--thresholds", nargs="+", type=float, default=list(DEFAULT_THRESHOLDS), metavar="P")
     p.add_argument("--occlusion-percents", nargs="+", type=float, default=[0.5, 1, 2, 5], metavar="P",
@@ -104,8 +104,8 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         model_files={c.name: file_record(c) for c in choices if c.is_file},
         layers=parse_layers(args.layers),
         reference=args.reference,
-        direction=args.direction,
-        aggregation=args.aggregate,
+        direction=args.direction or default_map(args.out)[0],
+        aggregation=args.aggregate or default_map(args.out)[1],
         parser=args.parser,
         thresholds=tuple(args.thresholds),
         occlusion_percents=tuple(args.occlusion_percents),

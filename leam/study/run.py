@@ -23,6 +23,7 @@ from leam._paths import RUN_MANIFEST, check_run_folder
 from leam.data.dataset import skipped_entries
 from leam.errors import LayerError, LeamError, ModelError
 from leam.face import detector_template
+from leam.maps import DEFAULT_AGGREGATION, DEFAULT_DIRECTION
 from leam.maps.hooks import resolve_layers
 from leam.models import default_weights_path, model_spec
 from leam.models.choice import changed_files
@@ -199,13 +200,26 @@ def check_study(config: StudyConfig) -> None:
         raise LeamError(f"--parser {config.parser}: {exc}") from None
 
 
+def stored_settings(out: str | Path) -> dict | None:
+    """The settings of the study in ``out`` as its ``run.json`` stores them; None where there is none."""
+    manifest = RunStore(out).read_manifest() if Path(out).is_dir() else None
+    if manifest is None or manifest.get("kind", "study") != "study" or not isinstance(manifest.get("config"), dict):
+        return None
+    return manifest["config"]
+
+
 def default_forwards(out: str | Path) -> str:
     """What computes the gradient-free forwards when ``leam study`` is not told (``--forwards``): the
     engine of the study in ``out`` (torch for one written before the setting), else the fastest installed."""
-    manifest = RunStore(out).read_manifest() if Path(out).is_dir() else None
-    if manifest is None or manifest.get("kind", "study") != "study":
-        return fastest_forwards()
-    return str(manifest["config"].get("forwards", "torch"))
+    stored = stored_settings(out)
+    return fastest_forwards() if stored is None else str(stored.get("forwards", "torch"))
+
+
+def default_map(out: str | Path) -> tuple[str, str]:
+    """(direction, aggregation) when ``leam study`` is not told (``--direction``, ``--aggregate``): the study's in
+    ``out`` (a run resumes with the map it was made with, whatever today's default), else today's default."""
+    stored = stored_settings(out) or {}
+    return (str(stored.get("direction", DEFAULT_DIRECTION)), str(stored.get("aggregation", DEFAULT_AGGREGATION)))
 
 
 def check_resume(out: str | Path, manifest: dict | None, wanted: dict) -> None:

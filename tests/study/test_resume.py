@@ -271,3 +271,26 @@ def test_unchanged_data_redoes_nothing(data, tmp_path) -> None:
     assert markers(out) == before
     session = RunStore(out).read_manifest()["sessions"][-1]
     assert session["units_pending"] == 0 and session["data_changes"] == {}
+
+
+def test_a_resumed_run_keeps_its_own_map_unless_told(tmp_path: Path) -> None:
+    """``leam study`` without --direction/--aggregate takes a resumed run's own (so a run made before the default
+    map changed resumes as it was made), a new run today's default, and the options given win."""
+    from leam.cli.main import build_parser
+    from leam.cli.study import study_config
+    from leam.maps import DEFAULT_AGGREGATION, DEFAULT_DIRECTION
+    from leam.study.run import default_map
+
+    made = StudyConfig(data=str(tmp_path), models=("dlib-resnet",), direction="similarity", aggregation="max")
+    old = tmp_path / "old"
+    RunStore(old).write_manifest({"kind": "study", "config": made.to_dict()})
+    assert default_map(old) == ("similarity", "max")
+    assert default_map(tmp_path / "new") == (DEFAULT_DIRECTION, DEFAULT_AGGREGATION)
+    argv = ["study", str(tmp_path), "--models", "dlib-resnet"]
+    resumed = study_config(build_parser().parse_args([*argv, "--out", str(old)]))
+    assert (resumed.direction, resumed.aggregation) == ("similarity", "max")
+    fresh = study_config(build_parser().parse_args([*argv, "--out", str(tmp_path / "new")]))
+    assert (fresh.direction, fresh.aggregation) == (DEFAULT_DIRECTION, DEFAULT_AGGREGATION)
+    told = study_config(build_parser().parse_args([*argv, "--out", str(old), "--direction", "loss",
+                                                   "--aggregate", "early"]))
+    assert (told.direction, told.aggregation) == ("loss", "early")
