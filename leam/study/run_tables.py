@@ -31,6 +31,9 @@ class RunTables(Mapping):
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise LeamError(f"{path} is damaged ({one_line(exc)}); {self._rebuild}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self.paths  # not Mapping's: that reads the whole table to find out
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.paths)
 

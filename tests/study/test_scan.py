@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from leam._io import parquet_bytes
+from leam.errors import LeamError
 from leam.report.tables import Spilled, summarise_study
 from leam.study import faithfulness_stats, stats
 from leam.study.run_tables import concatenate_parquet
@@ -202,3 +203,19 @@ def test_faithfulness_summaries_chunked_equal_whole(tmp_path: Path) -> None:
     whole_photos = faithfulness_stats.per_photo(table)
     pd.testing.assert_frame_equal(got["faithfulness_photos"], whole_photos)
     assert math.isfinite(got["faithfulness_rankings"]["auc"].iloc[0])
+
+
+def test_asking_whether_a_run_has_a_table_reads_none(tmp_path: Path) -> None:
+    """``name in tables`` looks at the run's files only: a damaged table is found there, and only reading it
+    fails (Mapping's own ``in`` read the whole table: 4 GB for LFW's regions)."""
+    from leam.study.run_tables import RunTables
+
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    pd.DataFrame({"a": [1, 2]}).to_parquet(good)
+    bad.write_bytes(b"not parquet")
+    tables = RunTables({"good": good, "bad": bad}, "run `leam study` again")
+    assert "bad" in tables and "good" in tables and "missing" not in tables
+    assert set(tables) == {"good", "bad"} and len(tables) == 2
+    with pytest.raises(LeamError, match="damaged"):
+        tables["bad"]
+    assert tables.get("missing") is None and list(tables["good"]["a"]) == [1, 2]
