@@ -27,7 +27,7 @@ from leam.maps.hooks import capture_activations, resolve_layers
 from leam.maps.methods import CAM_METHODS
 
 DIRECTIONS = ("loss", "similarity")
-DEFAULT_DIRECTION = "loss"  # of ``explain``, ``regions``, ``study``, ``demo`` (see ``aggregate.DEFAULT_AGGREGATION``)
+DEFAULT_DIRECTION = "similarity"  # of explain, regions, study, demo (see ``aggregate.DEFAULT_AGGREGATION``)
 SELF_REFERENCE_COS = 1.0 - 1e-6
 
 

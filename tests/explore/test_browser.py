@@ -50,11 +50,20 @@ var rows = function () {
   return Array.prototype.filter.call(document.querySelectorAll("#people tbody tr"), function (r) { return !r.hidden; })
     .map(function (r) { return r.cells[0].textContent; });
 };
-var found = {first: rows()};
 var heads = document.querySelectorAll("#people thead tr:last-child th");
 var unusual = Array.prototype.find.call(heads, function (th) { return th.textContent.indexOf("unusual") === 0; });
+var column = Array.prototype.indexOf.call(heads, unusual);
+var values = function () {
+  return Array.prototype.filter.call(document.querySelectorAll("#people tbody tr"), function (r) { return !r.hidden; })
+    .map(function (r) { return parseFloat(r.cells[column].textContent); });
+};
+var found = {first: rows(), firstValues: values()};
 unusual.click();
-found.ascending = rows();
+found.ascending = rows(); found.ascendingValues = values();
+heads[0].click();
+found.byName = rows();
+heads[0].click();
+found.byNameAgain = rows();
 var search = document.getElementById("search");
 search.value = "ARNOLDO"; search.dispatchEvent(new Event("input"));
 found.search = rows();
@@ -87,7 +96,10 @@ document.body.dataset.found = JSON.stringify(found);
 def test_index_sorts_and_filters_in_chromium(site: ExploreResult, tmp_path: Path) -> None:
     dom, found = run_page(site.index, INDEX_DRIVER, tmp_path / "profile")
     assert sorted(found["first"]) == sorted([HOSTILE, "Arnoldo_Aleman"])
-    assert found["ascending"] == found["first"][::-1]  # a click on "unusual" sorts the other way round
+    # most unusual first; a click on "unusual" sorts the other way round (people with equal values stay by name)
+    assert found["firstValues"] == sorted(found["firstValues"], reverse=True)
+    assert found["ascendingValues"] == sorted(found["ascendingValues"]) and found["firstValues"][0] > 0
+    assert found["byNameAgain"] == found["byName"][::-1] and sorted(found["byName"]) == sorted(found["first"])
     assert found["search"] == ["Arnoldo_Aleman"]
     assert found["female"] == [HOSTILE]
     assert found["hiddenCells"] > 0 and found["shownCells"] > 0  # one model's columns only
