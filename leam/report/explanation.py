@@ -100,7 +100,8 @@ def write_explanation(ex: Explanation, out: str | Path, photo: np.ndarray | None
         photo = load_image(ex.aligned.source)
     write_png(out / "photo_aggregate.png", photo_overlay(photo, ex.aggregate, ex.aligned.warp))
     files["photo_overlay:aggregate"] = "photo_aggregate.png"
-    title = f"{Path(ex.aligned.source).name} · {ex.model} · cos {ex.cosine:.3f} · direction {ex.direction}"
+    title = (f"{Path(ex.aligned.source).name} · {ex.model} · cos {ex.cosine:.3f} · direction {ex.direction} · "
+             f"aggregate {ex.aggregation}")
     grid_figure(chip, ex.maps, ex.aggregate, title, out / "grid.png")
     files["grid"] = "grid.png"
     summary = explanation_summary(ex, files)
