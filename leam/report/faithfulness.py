@@ -59,6 +59,12 @@ def faithfulness_body(summaries: dict[str, pd.DataFrame]) -> str:
         body.append(html_table(candidates[cols], "The LEAM map with the lowest deletion area per model, under the "
                                                  "black fill and the most conservative fill (where random pixels "
                                                  "lower the cosine least), vs the default on the same photos"))
+    if len(aggregates := summaries.get("faithfulness_aggregates", pd.DataFrame())):
+        cols = ["model", "fill", "ranking", "n", "mean_diff", "ci_low", "ci_high", "p_wilcoxon"]
+        mine = aggregates[aggregates["versus"] == "default"]
+        body.append(html_table(mine[cols], "Each aggregate map vs the run's own map on the same photos: paired "
+                                           "difference of deletion area (negative: the aggregate's pixels matter "
+                                           "more); against each baseline in faithfulness_aggregates.csv"))
     if len(against):
         cols = ["model", "fill", "baseline", "n", "mean_diff", "ci_low", "ci_high", "p_wilcoxon", "rank_biserial"]
         body.append(html_table(against[[c for c in cols if c in against]],

@@ -90,6 +90,30 @@ def versus_baselines(photos: pd.DataFrame, ranking: str = "default") -> pd.DataF
     return pd.DataFrame(rows)
 
 
+AGGREGATE_MAPS = ("mean", "max", "early")  # the aggregates a default could be (``leam.maps.AGGREGATIONS``)
+
+
+def aggregates_versus(photos: pd.DataFrame) -> pd.DataFrame:
+    """Per model and fill: each LEAM aggregate map (``AGGREGATE_MAPS`` in both objectives) against the run's own
+    map (``default``) and each baseline, deletion area on the same photos (a negative difference: the aggregate's
+    pixels matter more): the evidence for choosing a default map."""
+    rows = []
+    deletion = photos[photos["direction"] == "deletion"]
+    for (model, fill), g in deletion.groupby(["model", "fill"], sort=False):
+        others = g[g["method"].isin(("default", *BASELINES))]
+        versus = list(dict.fromkeys(others["method"]))
+        for name in AGGREGATE_MAPS:
+            for objective in ("loss", "similarity"):
+                mine = g[(g["method"] == "leam") & (g["map"] == name) & (g["objective"] == objective)]
+                if mine.empty:
+                    continue
+                label = ranking_label("leam", name, objective)
+                both = pd.concat([mine.assign(method=label), others])
+                rows += [{"model": model, "fill": fill, "ranking": label, "versus": b,
+                          **_paired(both, label, b, "auc")} for b in versus]
+    return pd.DataFrame(rows)
+
+
 def specificity(photos: pd.DataFrame) -> pd.DataFrame:
     """Person-specificity by deletion: per model and fill, each pair of ``SPECIFICITY_PAIRS`` compared on the
     deletion area and on pixels to un-match (paired, same photos)."""
@@ -210,7 +234,7 @@ def summarise(faithfulness: pd.DataFrame | Scan | None, specificity_table: pd.Da
     out = {"faithfulness_curves": curves, "faithfulness_photos": photos,
            "faithfulness_rankings": ranking_summary(photos), "faithfulness_baselines": versus_baselines(photos),
            "faithfulness_specificity": specificity(photos), "faithfulness_consensus": consensus_share(photos),
-           "faithfulness_candidates": default_candidates(photos)}
+           "faithfulness_candidates": default_candidates(photos), "faithfulness_aggregates": aggregates_versus(photos)}
     if specificity_table is not None and not specificity_table.empty:
         out["faithfulness_bc"] = specificity_bc(specificity_table)
     return out

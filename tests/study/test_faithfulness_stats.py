@@ -111,3 +111,30 @@ def test_default_candidates_pick_the_best_leam_map_and_the_conservative_fill():
     c = fs.default_candidates(photos)
     assert c["fill"].tolist() == ["black", "blur"] and c["best"].tolist() == ["leam early", "leam early"]
     assert (c["vs_default_mean_diff"] < 0).all() and (c["vs_default_p_wilcoxon"] < 1e-5).all()
+
+
+def test_aggregates_versus_the_run_map_and_baselines_equal_a_direct_computation():
+    """Each LEAM aggregate against the run's map and every baseline: the paired differences and the Wilcoxon p
+    recomputed here from the photos' areas with NumPy and SciPy; a steeper aggregate wins, an equal one ties."""
+    from scipy.stats import wilcoxon
+
+    t = _table({**STRONG, "leam": 1.2})
+    t.loc[t["method"] == "leam", "objective"] = "loss"
+    steep = t[t["method"] == "leam"].assign(map="early", objective="similarity", cosine=lambda d: np.where(
+        d["direction"] == "deletion", 0.8 - 1.6 * d["fraction"] + 0.01 * np.sin(np.arange(len(d))), d["cosine"]))
+    photos = fs.per_photo(pd.concat([t, steep], ignore_index=True))
+    got = fs.aggregates_versus(photos)
+    assert set(got["ranking"]) == {"leam mean", "leam early (similarity)"}
+    assert set(got["versus"]) == {"default", *fs.BASELINES} and set(got["fill"]) == {"black", "blur"}
+    area = photos[photos["direction"] == "deletion"].set_index(["fill", "method", "map", "objective", "image"])["auc"]
+    area = area.sort_index()
+    for row in got.itertuples():
+        mine = area.loc[(row.fill, "leam", *{"leam mean": ("mean", "loss"),
+                                             "leam early (similarity)": ("early", "similarity")}[row.ranking])]
+        theirs = area.loc[(row.fill, row.versus, "mean" if row.versus == "default" else "", "")]
+        d = mine.sort_index().to_numpy() - theirs.sort_index().to_numpy()
+        assert row.n == len(d) == 30 and row.mean_diff == pytest.approx(d.mean(), abs=1e-12)
+        if np.any(d != 0):
+            assert row.p_wilcoxon == pytest.approx(wilcoxon(d).pvalue, rel=1e-9)
+    steep_vs_run = got[(got["ranking"] == "leam early (similarity)") & (got["versus"] == "default")]
+    assert (steep_vs_run["mean_diff"] < 0).all() and (steep_vs_run["p_wilcoxon"] < 1e-5).all()
