@@ -98,14 +98,15 @@ def parse_layers(specs: list[str]) -> dict[str, tuple[str, ...]]:
 def study_config(args: argparse.Namespace) -> StudyConfig:
     """The study's settings from ``leam study``'s arguments."""
     choices = parse_model_args(args.models)
+    direction, aggregation = default_map(args.out)
     return StudyConfig(
         data=str(Path(args.data).resolve()),
         models=tuple(c.name for c in choices),
         model_files={c.name: file_record(c) for c in choices if c.is_file},
         layers=parse_layers(args.layers),
         reference=args.reference,
-        direction=args.direction or default_map(args.out)[0],
-        aggregation=args.aggregate or default_map(args.out)[1],
+        direction=args.direction or direction,
+        aggregation=args.aggregate or aggregation,
         parser=args.parser,
         thresholds=tuple(args.thresholds),
         occlusion_percents=tuple(args.occlusion_percents),

@@ -132,12 +132,15 @@ def explain_item(
     detector: str = "dlib",
     aggregation: str = DEFAULT_AGGREGATION,
 ) -> None:
-    """Explain one photo into ``folder`` (its summary or its error on ``item``); a folder with its
-    ``summary.json`` is done already and only read."""
+    """Explain one photo into ``folder`` (its summary or its error on ``item``); a folder whose ``summary.json``
+    records the same layers, direction and aggregation is done already and only read (another map is redone)."""
     done = folder / "summary.json"
     if done.is_file():
-        item.summary = json.loads(done.read_text())
-        return
+        summary = json.loads(done.read_text())
+        made = (summary.get("layers"), summary.get("direction"), summary.get("aggregation", "mean"))
+        if made == (list(layers), direction, aggregation):
+            item.summary = summary
+            return
     try:
         photo = load_image(item.image)
         face = align_photo(photo, model.spec.template, text_name(str(item.image)), largest_face, detector)

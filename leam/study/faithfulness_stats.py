@@ -90,7 +90,8 @@ def versus_baselines(photos: pd.DataFrame, ranking: str = "default") -> pd.DataF
     return pd.DataFrame(rows)
 
 
-AGGREGATE_MAPS = ("mean", "max", "early")  # the aggregates a default could be (``leam.maps.AGGREGATIONS``)
+# the aggregates a default could be: ``leam.maps.AGGREGATIONS``, copied (the report's modules import no torch)
+AGGREGATE_MAPS = ("mean", "max", "early")
 
 
 def aggregates_versus(photos: pd.DataFrame) -> pd.DataFrame:

@@ -168,6 +168,9 @@ def test_demo_writes_an_index_and_resumes(tmp_path: Path) -> None:
     stamp = [s.stat().st_mtime_ns for s in summaries]
     r = leam("demo", data, "--out", out)  # resume: nothing redone
     assert r.returncode == 0 and [s.stat().st_mtime_ns for s in summaries] == stamp
+    r = leam("demo", data, "--out", out, "--aggregate", "max")  # another map: every photo redone with it
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(s.read_text())["aggregation"] for s in summaries] == ["max", "max"]
 
 
 @needs_data

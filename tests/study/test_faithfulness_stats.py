@@ -138,3 +138,9 @@ def test_aggregates_versus_the_run_map_and_baselines_equal_a_direct_computation(
             assert row.p_wilcoxon == pytest.approx(wilcoxon(d).pvalue, rel=1e-9)
     steep_vs_run = got[(got["ranking"] == "leam early (similarity)") & (got["versus"] == "default")]
     assert (steep_vs_run["mean_diff"] < 0).all() and (steep_vs_run["p_wilcoxon"] < 1e-5).all()
+
+
+def test_the_aggregates_compared_are_the_engines():
+    from leam.maps import AGGREGATIONS
+
+    assert fs.AGGREGATE_MAPS == AGGREGATIONS
