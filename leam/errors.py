@@ -37,3 +37,8 @@ class LayerError(LeamError):
 
 class DegenerateReferenceError(LeamError):
     """A reference is unusable, e.g. the image is its own reference (all-zero gradient)."""
+
+
+class NonFiniteError(LeamError):
+    """A model gave NaN or Inf (an embedding, a gradient, a map) for a photo: no number made from it means
+    anything, so leam refuses the photo instead of printing or storing it."""

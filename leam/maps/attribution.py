@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leam._finite import check_finite
 from leam._torch_state import preserved_state
 from leam.errors import DegenerateReferenceError, LayerError
 from leam.maps.aggregate import aggregate_maps, minmax_normalize
@@ -86,6 +87,14 @@ def _layer_outputs_checked(acts: dict[str, torch.Tensor], layers: Sequence[str])
     return [acts[name] for name in layers]
 
 
+def _check_used(layers: Sequence[str], grads: Sequence[torch.Tensor | None]) -> None:
+    """A layer the embedding does not depend on has no gradient: ``LayerError`` naming it."""
+    unused = [name for name, g in zip(layers, grads) if g is None]
+    if unused:
+        raise LayerError(f"the embedding does not depend on {', '.join(map(repr, unused))}: the gradient and "
+                         "so the map would be undefined; `leam layers` lists the layers")
+
+
 class Attribution:
     """Explain ``net`` at ``layers`` with the gradient CAM ``methods`` (keys of ``CAM_METHODS``) and,
     if ``saliency``, input-gradient saliency; ``net`` maps (N, 3, H, W) images to (N, D) embeddings.
@@ -102,6 +111,7 @@ class Attribution:
         direction: str = "loss",
         methods: Sequence[str] = ("leam",),
         saliency: bool = False,
+        name: str | None = None,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"expected direction in {DIRECTIONS}, got {direction!r}")
@@ -115,15 +125,19 @@ class Attribution:
         self.layers = list(layers)
         self.direction = direction
         self.saliency = saliency
+        self.name = name or type(net).__name__  # the model, as errors name it
 
     def __call__(
-        self, images: torch.Tensor, reference: torch.Tensor, allow_self_reference: bool = False
+        self, images: torch.Tensor, reference: torch.Tensor, allow_self_reference: bool = False,
+        names: Sequence[str] | None = None,
     ) -> AttributionResult:
         """Maps for ``images`` (N, 3, H, W) against ``reference`` (N, D) or (D,) embeddings.
 
         Both are moved to the net's device (its parameters'), where the results stay.
         Raises ``DegenerateReferenceError`` when an image is its own reference (cosine 1: the
-        gradient is zero and the map would be blank), unless ``allow_self_reference``.
+        gradient is zero and the map would be blank), unless ``allow_self_reference``, and
+        ``NonFiniteError`` naming the image (``names[i]``, else its index) when its embedding, its
+        reference or its maps hold NaN or Inf.
         """
         if images.dim() != 4:
             raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
@@ -135,14 +149,17 @@ class Attribution:
         if reference.shape[0] != images.shape[0]:
             raise ValueError(f"expected {images.shape[0]} references, got {reference.shape[0]}")
         layers = self.layers if self.methods else []
+        check_finite(reference.cpu().numpy(), self.name, names, what="reference embedding")
 
         with preserved_state(self.net, eval_mode=True, freeze=True):
             x = images.detach().clone().requires_grad_(True)
             with torch.enable_grad(), capture_activations(self.net, layers) as acts:
                 emb = self.net(x)
+                check_finite(emb.detach().cpu().numpy(), self.name, names)
                 outputs = _layer_outputs_checked(acts, layers)
                 obj = objective(emb, reference, self.direction)
-                grads = torch.autograd.grad(obj.sum(), outputs + ([x] if self.saliency else []))
+                grads = torch.autograd.grad(obj.sum(), outputs + ([x] if self.saliency else []), allow_unused=True)
+        _check_used(layers + (["the input image"] if self.saliency else []), grads)
 
         cosine = F.cosine_similarity(emb.detach(), reference, dim=1)
         selfref = (cosine >= SELF_REFERENCE_COS).nonzero().flatten().tolist()
@@ -157,6 +174,11 @@ class Attribution:
             for method in self.methods:
                 cam = CAM_METHODS[method](activation.detach(), grad).unsqueeze(1)
                 raw[method][name] = F.interpolate(cam, size=size, mode="bilinear", align_corners=False).squeeze(1)
+        for method, by_layer in raw.items():
+            for layer, m in by_layer.items():
+                check_finite(m.cpu().numpy(), self.name, names, what=f"{method} map at layer {layer!r}")
+        if self.saliency:
+            check_finite(grads[-1].cpu().numpy(), self.name, names, what="input gradient")
         maps = {method: {name: minmax_normalize(m) for name, m in by_layer.items()} for method, by_layer in raw.items()}
         saliency = minmax_normalize(grads[-1].abs().amax(dim=1)) if self.saliency else None
         return AttributionResult(raw, maps, saliency, cosine, emb.detach(), self.direction)

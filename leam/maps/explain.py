@@ -37,7 +37,7 @@ class Explanation:
 
 def embed_faces(model: FaceModel, faces: Sequence[AlignedFace]) -> np.ndarray:
     """Embeddings (N, D) of aligned faces."""
-    return model.embed(np.stack([f.chip for f in faces]))
+    return model.embed(np.stack([f.chip for f in faces]), names=[f.source for f in faces])
 
 
 def reference_embedding(model: FaceModel, faces: Sequence[AlignedFace]) -> np.ndarray:
@@ -58,11 +58,11 @@ def explain_face(
 ) -> Explanation:
     """LEAM maps of ``face`` against the ``reference`` embedding (D,)."""
     layers = list(layers or model.spec.default_layers)
-    engine = LEAM(model.net, layers, direction=direction)
+    engine = LEAM(model.net, layers, direction=direction, name=model.spec.name)
     x = model.chips_to_tensor(face.chip[None])
     ref = torch.as_tensor(np.asarray(reference, dtype=np.float32))
     try:
-        result = engine(x, ref)
+        result = engine(x, ref, names=[face.source])
     except DegenerateReferenceError:
         raise DegenerateReferenceError(
             f"{face.source}: the reference is this image itself (cosine similarity 1), so the "

@@ -52,19 +52,22 @@ class LEAM:
     >>> result.maps["stage1.block0"].shape                                # (N, H, W)  # doctest: +SKIP
     """
 
-    def __init__(self, net: nn.Module, layers: Sequence[str], direction: str = "loss") -> None:
+    def __init__(self, net: nn.Module, layers: Sequence[str], direction: str = "loss", name: str | None = None) -> None:
         Attribution(net, layers, direction, methods=("leam",))  # the engine's checks, at construction
         self.net = net
         self.layers = list(layers)
         self.direction = direction
+        self.name = name
 
-    def __call__(self, images: torch.Tensor, reference: torch.Tensor, allow_self_reference: bool = False) -> LeamResult:
+    def __call__(self, images: torch.Tensor, reference: torch.Tensor, allow_self_reference: bool = False,
+                 names: Sequence[str] | None = None) -> LeamResult:
         """Maps for ``images`` (N, 3, H, W) against ``reference`` (N, D) or (D,) embeddings.
 
         Both are moved to the net's device (its parameters'), where the results stay.
         Raises ``DegenerateReferenceError`` when an image is its own reference (cosine 1: the
-        gradient is zero and the map would be blank), unless ``allow_self_reference``.
+        gradient is zero and the map would be blank), unless ``allow_self_reference``, and ``NonFiniteError``
+        naming the image (``names[i]``, else its index) whose embedding or maps hold NaN or Inf.
         """
-        engine = Attribution(self.net, self.layers, self.direction, methods=("leam",))
-        result = engine(images, reference, allow_self_reference)
+        engine = Attribution(self.net, self.layers, self.direction, methods=("leam",), name=self.name)
+        result = engine(images, reference, allow_self_reference, names)
         return LeamResult(result.raw["leam"], result.maps["leam"], result.cosine, result.embeddings, result.direction)

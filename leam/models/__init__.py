@@ -1,5 +1,6 @@
 """Face-recognition models: a registry of specs and factories; one module per family."""
 
+from leam._finite import check_finite
 from leam.models import dlib_resnet as _dlib_resnet  # noqa: F401  (registers "dlib-resnet")
 from leam.models import facenet as _facenet  # noqa: F401  (registers "facenet")
 from leam.models import facenet_keras as _facenet_keras  # noqa: F401  (registers "facenet-keras")
@@ -29,6 +30,7 @@ __all__ = [
     "AlignmentTemplate",
     "FaceModel",
     "ModelSpec",
+    "check_finite",
     "PRESETS",
     "Preset",
     "create_model",

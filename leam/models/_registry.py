@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from leam._finite import check_finite
 from leam._torch_state import preserved_state
 from leam.errors import ModelError
 from leam.face.templates import AlignmentTemplate  # re-exported: leam.models.AlignmentTemplate
@@ -65,12 +66,15 @@ class FaceModel:
         return torch.from_numpy(np.ascontiguousarray(chips)).to(self.device).permute(0, 3, 1, 2).float()
 
     @torch.no_grad()
-    def embed(self, chips: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Embeddings (N, D) for aligned uint8 chips (N, H, W, 3), as a NumPy array (on the CPU)."""
+    def embed(self, chips: np.ndarray, batch_size: int = 32, names: Sequence[str] | None = None) -> np.ndarray:
+        """Embeddings (N, D) for aligned uint8 chips (N, H, W, 3), as a NumPy array (on the CPU).
+
+        Raises ``NonFiniteError`` naming the chip (``names[i]``, else its index) whose embedding holds NaN or Inf.
+        """
         x = self.chips_to_tensor(chips)
         with preserved_state(self.net):
             out = [self.net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        return torch.cat(out).cpu().numpy()
+        return check_finite(torch.cat(out).cpu().numpy(), self.spec.name, names)
 
 
 ModelFactory = Callable[[str | Path | None], FaceModel]

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from leam._finite import check_finite
 from leam._torch_state import preserved_state
 from leam.models._registry import FaceModel
 
@@ -127,7 +128,7 @@ class OnnxEmbedder:
         name = self.session.get_inputs()[0].name
         out = [self.session.run(None, {name: np.ascontiguousarray(x[i : i + self.batch_size])})[0]
                for i in range(0, len(x), self.batch_size)]
-        return np.concatenate(out).astype(np.float32, copy=False)
+        return check_finite(np.concatenate(out).astype(np.float32, copy=False), self.model.spec.name)
 
 
 def parity_error(got: np.ndarray, expected: np.ndarray) -> float:

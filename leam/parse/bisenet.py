@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leam._finite import check_finite
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
@@ -242,7 +243,7 @@ class BiSeNetParser:
     def __init__(self, net: nn.Module) -> None:
         self.net = net
 
-    def predict(self, crop: np.ndarray) -> np.ndarray:
+    def predict(self, crop: np.ndarray, source: str = "the crop") -> np.ndarray:
         """(512, 512) uint8 labels (``CLASSES`` indices) of a (512, 512, 3) uint8 RGB crop."""
         if crop.shape != (INPUT_SIZE, INPUT_SIZE, 3) or crop.dtype != np.uint8:
             raise ValueError(f"expected a ({INPUT_SIZE}, {INPUT_SIZE}, 3) uint8 crop, got {crop.shape} {crop.dtype}")
@@ -252,12 +253,13 @@ class BiSeNetParser:
             logits = self.net(x[None])
         if logits.shape != (1, len(CLASSES), INPUT_SIZE, INPUT_SIZE):
             raise ModelError(f"BiSeNet returned logits of shape {tuple(logits.shape)}, expected (1, 19, 512, 512)")
+        check_finite(logits.numpy(), f"{self.name} parser", [source], what="face-parsing logits")
         return logits[0].argmax(0).to(torch.uint8).numpy()
 
     def parse(self, photo: np.ndarray, face: AlignedFace) -> LabelMap:
         """The label map of ``face`` in its aligned frame."""
         crop = head_crop_warp(photo, face, INPUT_SIZE)
-        labels = self.predict(warp_to_chip(photo, crop))
+        labels = self.predict(warp_to_chip(photo, crop), face.source)
         return LabelMap(labels_to_chip(labels, crop, face.warp, face.photo_shape), self.classes, self.name)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from leam._finite import check_finite
 from leam.errors import ModelError
 from leam.face import AlignedFace
 from leam.face.align import warp_to_chip
@@ -86,7 +87,7 @@ class FaRLParser:
     def __init__(self, net: torch.nn.Module) -> None:
         self.net = net
 
-    def predict(self, crop: np.ndarray) -> np.ndarray:
+    def predict(self, crop: np.ndarray, source: str = "the crop") -> np.ndarray:
         """(448, 448) uint8 labels (``CLASSES`` indices) of a (448, 448, 3) uint8 RGB crop."""
         if crop.shape != (INPUT_SIZE, INPUT_SIZE, 3) or crop.dtype != np.uint8:
             raise ValueError(f"expected a ({INPUT_SIZE}, {INPUT_SIZE}, 3) uint8 crop, got {crop.shape} {crop.dtype}")
@@ -99,12 +100,13 @@ class FaRLParser:
             raise ModelError(f"FaRL returned {got}; expected a tuple whose first element is (1, 19, h, w) logits")
         if logits.shape[2:] != (INPUT_SIZE, INPUT_SIZE):
             logits = F.interpolate(logits, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        check_finite(logits.numpy(), f"{self.name} parser", [source], what="face-parsing logits")
         return TO_CLASSES[logits[0].argmax(0).numpy()]
 
     def parse(self, photo: np.ndarray, face: AlignedFace) -> LabelMap:
         """The label map of ``face`` in its aligned frame."""
         crop = head_crop_warp(photo, face, INPUT_SIZE)
-        labels = self.predict(warp_to_chip(photo, crop))
+        labels = self.predict(warp_to_chip(photo, crop), face.source)
         return LabelMap(labels_to_chip(labels, crop, face.warp, face.photo_shape), self.classes, self.name)
 
 

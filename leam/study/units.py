@@ -105,7 +105,8 @@ def identity_unit(
             usable.append((p, img, align_photo(img, model.spec.template, p.name, config.face, config.detector)))
         except Exception as exc:  # one photo's problem, whatever raised it
             fail(p, "face", exc)
-    kept = _per_photo(lambda idx: list(model.embed(np.stack([usable[i][2].chip for i in idx]))),
+    kept = _per_photo(lambda idx: list(model.embed(np.stack([usable[i][2].chip for i in idx]),
+                                                   names=[usable[i][0].name for i in idx])),
                       list(range(len(usable))), lambda i, exc: fail(usable[i][0], "embed", exc))
     usable, emb = [usable[i] for i in kept], np.stack(list(kept.values())) if kept else None
     if len(usable) < 2:
@@ -124,7 +125,7 @@ def identity_unit(
 
     layers = model_layers(config, model)
     occluded = occlusion_layers(config, layers)
-    engine = LEAM(model.net, layers, config.direction)
+    engine = LEAM(model.net, layers, config.direction, name=model.spec.name)
     image_rows, region_frames, occlusion_rows, arrays = [], [], [], {}
     if config.reference == "baseline":
         p0, _, f0 = usable[0]
@@ -135,7 +136,7 @@ def identity_unit(
         """(cosine, maps by layer, aggregate) of the photos ``idx``, in one batch."""
         x = model.chips_to_tensor(np.stack([usable[i][2].chip for i in idx]))
         ref = torch.as_tensor(np.stack([refs[i] for i in idx]), dtype=torch.float32)
-        result = engine(x, ref, allow_self_reference=True)
+        result = engine(x, ref, allow_self_reference=True, names=[usable[i][0].name for i in idx])
         agg = result.aggregate(config.aggregation).cpu().numpy()
         return [(float(result.cosine[j]), {layer: result.maps[layer][j].cpu().numpy() for layer in layers}, agg[j])
                 for j in range(len(idx))]

@@ -111,7 +111,8 @@ def embed_photos(
     def flush() -> None:
         for m in models:
             if pending:
-                out[m.spec.name][pending] = m.embed(np.stack(chips[m.spec.name]), batch_size)
+                out[m.spec.name][pending] = m.embed(np.stack(chips[m.spec.name]), batch_size,
+                                                    names=[text_name(str(photos[i])) for i in pending])
             chips[m.spec.name].clear()
         pending.clear()
 
