@@ -37,6 +37,7 @@ from leam.metrics.similarity import bhattacharyya
 from leam.models import FaceModel
 from leam.parse import UNLABELLED
 from leam.study.config import StudyConfig
+from leam.study.units import _per_photo, failure, failure_reason
 
 CAM_METHODS = ("leam", "gradcam", "gradxact")
 AGGREGATE_MAPS = AGGREGATIONS  # mean, max, early (``leam.maps.aggregate``)
@@ -156,7 +157,12 @@ def faithfulness_unit(
     index = chosen["array_index"].tolist()
     chips = np.stack([arrays[f"{i}/chip"] for i in index])
     refs = np.stack([arrays[f"{i}/ref"] for i in index]).astype(np.float32)
-    own = own_maps(config, model, layers, chips, refs)
+    failures: list[dict] = []
+
+    def fail(j: int, exc: BaseException) -> None:  # one photo's problem (e.g. a NaN curve point) stops only it
+        failures.append(failure(name, identity, str(chosen.iloc[j]["image"]), "faithfulness", failure_reason(exc)))
+
+    own = _per_photo(lambda js: own_maps(config, model, layers, chips[js], refs[js]), list(range(len(index))), fail)
     stored = {i: arrays[f"{i}/aggregate"].astype(np.float64) for i in explained["array_index"]}
     total, count = population["sum"], int(population["count"])
     mine = sum(stored.values())
@@ -164,8 +170,10 @@ def faithfulness_unit(
     pool = [k for k, who in enumerate(population["identities"]) if who != identity]
     default = _key(*default_ranking(config))
     shape = spec.input_size
-    face_rows, bc_rows = [], []
-    for j, i in enumerate(index):
+
+    def photo_rows(j: int, i: int) -> tuple[list[dict], list[dict]]:
+        """The curve rows and BC rows of photo ``j`` (array index ``i``)."""
+        face_rows, bc_rows = [], []
         chip, ref, emb = chips[j], refs[j], arrays[f"{i}/embedding"]
         face = arrays[f"{i}/labels"] != UNLABELLED
         maps = dict(own[j])
@@ -206,4 +214,18 @@ def faithfulness_unit(
                     bc = np.nan
                 bc_rows.append({"model": name, "identity": identity, "image": image, "versus": method,
                                 "threshold": np.nan if p is None else float(p), "bc": bc})
-    return {"faithfulness": pd.DataFrame(face_rows), "specificity": pd.DataFrame(bc_rows)}
+        return face_rows, bc_rows
+
+    face_rows, bc_rows = [], []
+    for j, i in enumerate(index):
+        if j not in own:
+            continue
+        try:
+            rows, bcs = photo_rows(j, i)
+        except Exception as exc:  # noqa: BLE001 - whatever raised, this photo's failure row
+            fail(j, exc)
+            continue
+        face_rows += rows
+        bc_rows += bcs
+    tables = {"faithfulness": pd.DataFrame(face_rows), "specificity": pd.DataFrame(bc_rows)}
+    return {**tables, "failures": pd.DataFrame(failures)} if failures else tables

@@ -126,7 +126,7 @@ def nan_run(broken, data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "nan"
     rc, _, err = leam(["study", data, "--models", f"nan={model}:{PRESET}", "--workers", "1", "--pairs", "1",
                        "--occlusion-seeds", "1", "--occlusion-percents", "5", "--thresholds", "10", "--no-transfer",
-                       "--out", out])
+                       "--faithfulness", "--fills", "black", "--faithfulness-photos", "1", "--out", out])
     assert rc == 0, err
     return out
 
@@ -143,6 +143,15 @@ def test_a_study_records_the_photo_as_a_failure_and_goes_on(nan_run, broken, mea
     every = {f"{p.parent.name}/{p.name}" for p in means}
     assert set(images["image"]) | set(failures["image"]) == every and len(images) >= 3
     assert failures["reason"].str.contains("non-finite embedding").all()
+
+
+def test_a_deleted_copy_going_nan_is_the_photos_faithfulness_failure(nan_run) -> None:
+    """Black deletion darkens the chip below the graph's threshold: that photo's curves fail, the study goes on."""
+    failures = pd.read_parquet(nan_run / "tables" / "failures.parquet")
+    faithful = failures[failures["stage"] == "faithfulness"]
+    assert len(faithful) >= 1 and faithful["reason"].str.contains("non-finite embedding").all(), failures
+    curves = pd.read_parquet(nan_run / "tables" / "faithfulness.parquet")
+    assert not set(faithful["image"]) & set(curves.get("image", pd.Series(dtype=str)))
 
 
 def test_nothing_a_study_stores_is_infinite(nan_run) -> None:
