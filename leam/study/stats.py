@@ -343,7 +343,11 @@ def failure_counts(failures: pd.DataFrame) -> pd.DataFrame:
 
 
 def _general_reason(reason: str, image: str) -> str:
-    """'…/Ann/Ann_0002.jpg: no face found' → 'no face found'; box coordinates → '…'."""
+    """'…/Ann/Ann_0002.jpg: no face found' → 'no face found'; the photo's name elsewhere, box coordinates and
+    counts of inputs ('3 of 64 inputs') → '…'."""
     if image and image in reason:
-        reason = reason.split(image, 1)[1].lstrip(": ")
+        before, after = reason.split(image, 1)
+        at_start = " " not in before and after.startswith(":")  # '<path of the photo>: why'
+        reason = after.lstrip(": ") if at_start else reason.replace(image, "…")
+    reason = re.sub(r"\b\d+ of \d+ inputs\b", "… inputs", reason)
     return re.sub(r"\(\d+,\d+,\d+,\d+\)(, \(\d+,\d+,\d+,\d+\))*", "…", reason)
