@@ -11,11 +11,11 @@ from leam.models import DEFAULT_MODEL, list_models
 from leam.models.choice import SPEC, parse_model_args
 
 
-def add_protect_options(p: argparse.ArgumentParser) -> None:
-    """Options of the face choice and the optimiser, shared with ``leam protect-eval``."""
+def add_protect_options(p: argparse.ArgumentParser, face: str = "largest") -> None:
+    """Options of the face choice (default ``face``) and the optimiser, shared with ``leam protect-eval``."""
     from leam.protect.optimise import OBJECTIVES, PRECISIONS
 
-    add_face_option(p, default="largest")
+    add_face_option(p, default=face)
     add_detector_option(p)
 
     p.add_argument("--epsilon", type=float, default=255.0, metavar="E",
@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-models", nargs="+", default=None, metavar="MODEL",
                    help="models to evaluate with, names or NAME=PATH[:PRESET] (default: every registered model whose "
                         "weights are installed)")
-    add_protect_options(p)
+    add_protect_options(p, face="only")  # as explain and study: a photo of several people names its face
     add_trust_option(p)
     p.add_argument("--out", default="protect-out", help="output folder (default: protect-out)")
     p.set_defaults(func=run)

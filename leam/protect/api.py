@@ -4,6 +4,7 @@ them like the originals, and measure every written photo as an attacker would.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,11 @@ from leam.face import detector_template, warp_to_photo
 from leam.models import FaceModel, default_weights_path, list_models
 from leam.models.choice import ModelChoice, load_model_choice, parse_model_args
 from leam.protect.core import ProtectConfig, protect_photo
-from leam.protect.evaluate import evaluate_photo, visible_change
+from leam.protect.evaluate import evaluate_photo, match_scores, visible_change
 from leam.protect.mask import consensus_map, leam_aggregates
 from leam.protect.methods import list_methods, method_spec
 from leam.protect.person import PersonPhoto, embed_all, ensemble_name, load_photo, references_for
-from leam.protect.save import save_like, source_format
+from leam.protect.save import encode_like, source_format
 from leam.protect.summary import summarise_protection
 
 MASKS = tuple(list_methods("mask"))  # as registered when leam loads (``list_methods`` for the current ones)
@@ -83,7 +84,7 @@ def protect_files(
     references: Sequence[str | Path] | None = None,
     baselines: bool = False,
     eval_models: Sequence[str | ModelChoice] | None = None,
-    face: str = "largest",
+    face: str = "only",
     config: ProtectConfig | None = None,
     detector: str = "dlib",
 ) -> ProtectResult:
@@ -125,32 +126,57 @@ def protect_files(
         ref_photos = [load_photo(p, every, face, detector) for p in references]
         external = embed_all(every, ref_photos)
     refs = [references_for(i, emb, external) for i in range(len(photos))]
+    for i, person in enumerate(photos):
+        refuse_unrecognised(person.path, every, {n: e[i] for n, e in emb.items()}, refs[i], references is not None)
     maps = _maps(ensemble, photos, refs)
     consensus = _consensus(ensemble, photos, maps) if method_spec(mask).needs_consensus else [None] * len(photos)
+    rows, results, files = [], [], {}
+    with tempfile.TemporaryDirectory(prefix="leam-protect-") as scratch:  # every file made before any is written
+        for i, person in enumerate(photos):
+            base = {"identity": "", "image": str(person.path)}
+            result = PhotoResult(person.path, person.photo, person.face.box)
+            rows += [{**base, "ensemble": "", "method": "none", "budget": 0.0, "seen": False, **r}
+                     for r in evaluate_photo(person.photo, person.face.box, every, refs[i], detector, str(person.path))]
+            for p in protect_photo(person, ensemble, refs[i], maps[i], [budget], methods, config, consensus[i]):
+                target = out / names[i] if p.method == mask else out / "baselines" / p.method / names[i]
+                files[target] = encode_like(person.path, p.pixels, config.jpeg_quality)
+                (trial := Path(scratch) / f"written{person.path.suffix}").write_bytes(files[target])
+                saved = load_image(trial)  # the file as it will be written, decoded again
+                result.versions[p.method] = (target, saved, p.mask)
+                if p.method == mask:  # which pixels were allowed to change: white
+                    files[out / "masks" / f"{names[i]}.png"] = _png(p.mask)
+                info = {**base, "ensemble": ensemble_name(models), "method": p.method, "budget": p.budget,
+                        "mask_pixels": int(p.mask.sum()), "epsilon": p.epsilon, "objective": p.objective,
+                        **visible_change(person.photo, saved, person.face.box)}
+                rows += [{**info, "seen": r["model"] in models, **r} for r in evaluate_photo(
+                    saved, person.face.box, every, refs[i], detector, f"{target.name} ({p.method}, as written)")]
+            results.append(result)
     claim_outputs(outputs)
-    rows, results = [], []
-    for i, person in enumerate(photos):
-        base = {"identity": "", "image": str(person.path)}
-        result = PhotoResult(person.path, person.photo, person.face.box)
-        rows += [{**base, "ensemble": "", "method": "none", "budget": 0.0, "seen": False, **r}
-                 for r in evaluate_photo(person.photo, person.face.box, every, refs[i], detector)]
-        for p in protect_photo(person, ensemble, refs[i], maps[i], [budget], methods, config, consensus[i]):
-            target = out / names[i] if p.method == mask else out / "baselines" / p.method / names[i]
-            saved = load_image(save_like(person.path, p.pixels, target, config.jpeg_quality))
-            result.versions[p.method] = (target, saved, p.mask)
-            if p.method == mask:  # which pixels were allowed to change: white
-                write_file(out / "masks" / f"{names[i]}.png", _png(p.mask))
-            info = {**base, "ensemble": ensemble_name(models), "method": p.method, "budget": p.budget,
-                    "mask_pixels": int(p.mask.sum()), "epsilon": p.epsilon, "objective": p.objective,
-                    **visible_change(person.photo, saved, person.face.box)}
-            rows += [{**info, "seen": r["model"] in models, **r}
-                     for r in evaluate_photo(saved, person.face.box, every, refs[i], detector)]
-        results.append(result)
+    for target, data in files.items():
+        write_file(target, data)
     thresholds = {m.spec.name: f"{m.spec.threshold_metric} {'>' if m.spec.threshold_metric == 'cosine' else '<'} "
                                f"{m.spec.threshold:g}" for m in every}
     return ProtectResult(list(models), evaluators, budget, mask, config,
                          [str(r) for r in references] if references else ["the other photos given"],
                          pd.DataFrame(rows), results, thresholds)
+
+
+def refuse_unrecognised(path: Path, models: Sequence[FaceModel], embeddings: dict[str, np.ndarray],
+                        references: dict[str, np.ndarray], given: bool) -> None:
+    """Refuse (one line, the pairs each model verifies) a photo that no model matches with any of its
+    references before protection: the references (or, without ``--reference``, the photo) are then another
+    person's, or no model recognises the photo; either way protecting it against them would mean nothing
+    (a match rate of 0 % → 0 %)."""
+    counts = {m.spec.name: int(round(match_scores(m, embeddings[m.spec.name], references[m.spec.name])["match"]
+                                     * len(references[m.spec.name]))) for m in models}
+    if any(counts.values()):
+        return
+    pairs = ", ".join(f"{n} 0 of {len(references[n])}" for n in counts)
+    why = ("they show another person, or no model recognises this photo; there is nothing to protect it from "
+           "(give --reference photos of this person)" if given else "it shows another person than they do, or no "
+           "model recognises it; there is nothing to protect it from (give photos of one person only)")
+    raise LeamError(f"{path}: matches none of the {'--reference photos' if given else 'other photos given'} before "
+                    f"protection ({pairs} pairs verified at the model's threshold): {why}")
 
 
 def _choices(models: Sequence[str | ModelChoice], eval_models: Sequence[str | ModelChoice]) -> dict[str, ModelChoice]:

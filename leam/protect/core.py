@@ -33,7 +33,7 @@ __all__ = ["METHODS", "OPTIMISED", "ProtectConfig", "Protected", "Scene", "crop_
 
 @dataclass(frozen=True)
 class ProtectConfig:
-    epsilon: float = 255.0  # L∞ bound inside the mask, grey levels (255: any content)
+    epsilon: float = 255.0  # L∞ bound inside the mask, grey levels in [1, 255] (255: any content)
     steps: int = 50
     step_size: float | None = None  # default 2.5 ε / steps
     seed: int = 0
@@ -42,8 +42,9 @@ class ProtectConfig:
     precision: str = "float32"  # of the networks during optimisation; "bfloat16" is ~2x faster on CPUs with bf16
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 255:
-            raise ValueError(f"expected epsilon in (0, 255] grey levels, got {self.epsilon}")
+        if not 1 <= self.epsilon <= 255:  # pixels move by whole grey levels (``quantise``): below 1, by none
+            raise ValueError(f"expected epsilon in [1, 255] grey levels (a pixel moves by whole grey levels, "
+                             f"⌊epsilon⌋ at most: below 1 nothing would change), got {self.epsilon}")
         if self.steps < 1:
             raise ValueError(f"expected at least 1 step, got {self.steps}")
         if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
@@ -154,7 +155,7 @@ def _optimise(photo: PersonPhoto, ensemble, references, masks, eps, l2, config: 
     cropped_masks = np.stack([mk[top:bottom, left:right] for mk in masks])
     step = None if config.step_size is None else [config.step_size] * len(masks)
     res = pgd(crop, cropped_masks, eps, targets, config.steps, step, l2, seed, config.objective,
-              precision=config.precision)
+              precision=config.precision, source=str(photo.path))
     out = []
     for v in range(len(masks)):
         bound = math.floor(eps[v] + 1e-9) if exact_bound else math.ceil(eps[v] - 1e-9)

@@ -62,9 +62,10 @@ def match_scores(model: FaceModel, embedding: np.ndarray, references: np.ndarray
 
 def evaluate_photo(
     photo: np.ndarray, original_box: Sequence[int], models: Sequence[FaceModel],
-    references: Mapping[str, np.ndarray], detector: str = "dlib",
+    references: Mapping[str, np.ndarray], detector: str = "dlib", source: str = "the protected photo",
 ) -> list[dict]:
-    """One row per model: face_found, cosine, match, match_any, distance_min (NaN / no match when lost)."""
+    """One row per model: face_found, cosine, match, match_any, distance_min (NaN / no match when lost);
+    ``NonFiniteError`` naming the model and ``source`` when an embedding holds NaN or Inf."""
     face = redetect(photo, original_box, detector)
     rows = []
     for m in models:
@@ -73,23 +74,55 @@ def evaluate_photo(
                          "match_any": False, "distance_min": np.nan})
             continue
         chip = warp_to_chip(photo, estimate_warp(face.landmarks, detector_template(m.spec.template, detector)))
-        emb = m.embed(chip[None])[0]
+        emb = m.embed(chip[None], names=[source])[0]
         rows.append({"model": m.spec.name, "face_found": True, **match_scores(m, emb, references[m.spec.name])})
     return rows
 
 
+BLOCK_PIXELS = 1 << 20  # measured a band of about this many pixels at a time: a large photo costs little more
+WIN = 7  # scikit-image's SSIM window
+
+
+def _bands(shape: tuple[int, ...], pad: int = 0):
+    """Row slices of about ``BLOCK_PIXELS`` pixels covering rows [pad, height - pad)."""
+    height, width = shape[:2]
+    step = max(1, BLOCK_PIXELS // max(1, width))
+    return [slice(r, min(r + step, height - pad)) for r in range(pad, height - pad, step)]
+
+
+def _difference(original: np.ndarray, changed: np.ndarray) -> tuple[int, int, int]:
+    """(changed pixels, sum of squared differences, largest difference) of two uint8 images, band by band."""
+    count = total = largest = 0
+    for rows in _bands(original.shape):
+        d = np.subtract(changed[rows], original[rows], dtype=np.int16)
+        count += int(np.any(d != 0, axis=-1).sum()) if d.ndim == 3 else int((d != 0).sum())
+        total += int(np.square(d, dtype=np.int32).sum(dtype=np.int64))
+        largest = max(largest, int(np.abs(d).max(initial=0)))
+    return count, total, largest
+
+
 def psnr(original: np.ndarray, changed: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB for uint8 images (peak 255); inf when identical."""
-    mse = np.mean((original.astype(np.float64) - changed.astype(np.float64)) ** 2)
+    mse = _difference(original, changed)[1] / original.size if original.size else 0.0
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
 
 
 def ssim(original: np.ndarray, changed: np.ndarray) -> float:
     """Mean structural similarity of two (H, W, 3) uint8 images: scikit-image's defaults (7 x 7 uniform
-    window, K1 0.01, K2 0.03, sample covariances), data range 255, averaged over the channels."""
-    if min(original.shape[:2]) < 7:
+    window, K1 0.01, K2 0.03, sample covariances), data range 255, averaged over the channels. Computed
+    band by band (each band with the 3 rows of context its windows need; the mean over the same pixels
+    scikit-image averages, those 3 or more pixels from the edges), so a 60-megapixel photo needs no
+    more memory than a small one: equal to ``structural_similarity`` on the whole photo to ~1e-12."""
+    height, width = original.shape[:2]
+    if min(height, width) < WIN:
         return float("nan")
-    return float(structural_similarity(original, changed, data_range=255, channel_axis=2))
+    pad = (WIN - 1) // 2
+    total = 0.0
+    for rows in _bands(original.shape, pad):
+        band = slice(rows.start - pad, rows.stop + pad)
+        _, full = structural_similarity(original[band], changed[band], data_range=255, channel_axis=2, full=True)
+        total += float(full[pad:-pad, pad:width - pad].sum())
+    return total / (original.shape[2] * (height - 2 * pad) * (width - 2 * pad))
 
 
 def visible_change(original: np.ndarray, changed: np.ndarray, box: Sequence[int]) -> dict:
@@ -99,10 +132,9 @@ def visible_change(original: np.ndarray, changed: np.ndarray, box: Sequence[int]
     h, w = original.shape[:2]
     left, top, right, bottom = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
     crop = (slice(top, bottom), slice(left, right))
-    diff = changed.astype(np.float64) - original.astype(np.float64)
+    count, squares, largest = _difference(original, changed)
     return {
         "ssim": ssim(original, changed), "psnr": psnr(original, changed),
         "ssim_face": ssim(original[crop], changed[crop]), "psnr_face": psnr(original[crop], changed[crop]),
-        "changed_pixels": int(np.any(diff != 0, axis=2).sum()), "l2": float(np.sqrt((diff**2).sum())),
-        "linf": float(np.abs(diff).max()),
+        "changed_pixels": count, "l2": float(np.sqrt(squares)), "linf": float(largest),
     }

@@ -28,7 +28,7 @@ from leam.face.align import chip_to_chip
 from leam.maps import LEAM
 from leam.metrics.occlusion import random_mask
 from leam.metrics.regions import pixel_ranking, top_count
-from leam.models import FaceModel
+from leam.models import FaceModel, check_finite
 from leam.protect.warp import footprint
 
 
@@ -36,11 +36,12 @@ def leam_aggregates(model: FaceModel, faces: Sequence[AlignedFace], references: 
     """(N, h, w) aggregate LEAM maps of ``faces`` against ``references`` (N, D): each face's own reference
     embedding (e.g. the mean of the person's others). Always the reference study's map (the mean of the default
     layers' normalised maps, ``loss`` direction), whatever ``explain``'s default: protection was measured with
-    it."""
+    it. ``NonFiniteError`` names a face whose map holds NaN or Inf."""
     engine = LEAM(model.net, list(model.spec.default_layers), direction="loss")
     x = model.chips_to_tensor(np.stack([f.chip for f in faces]))
     result = engine(x, torch.as_tensor(np.asarray(references, dtype=np.float32)), allow_self_reference=True)
-    return result.aggregate("mean").numpy().astype(np.float64)
+    agg = result.aggregate("mean").numpy().astype(np.float64)
+    return check_finite(agg, model.spec.name, [f.source for f in faces], "LEAM map")
 
 
 def budget_pixels(box: tuple[int, int, int, int], photo_shape: tuple[int, int], percent: float) -> int:
@@ -60,17 +61,22 @@ def photo_map(
     pixels at least one model's chip covers (H, W) bool."""
     if not chip_maps:
         raise ValueError("expected at least one model's map")
-    values = np.mean([warp_to_photo(chip_maps[m], warps[m], photo_shape) for m in chip_maps], axis=0)
-    region = np.logical_or.reduce([footprint(warps[m], photo_shape) for m in chip_maps])
-    return values, region
+    values, region = None, None
+    for m in chip_maps:  # one model at a time (a running sum adds as np.mean does: a large photo holds two maps)
+        drawn = warp_to_photo(chip_maps[m], warps[m], photo_shape)
+        values = drawn if values is None else np.add(values, drawn, out=values)
+        seen = footprint(warps[m], photo_shape)
+        region = seen if region is None else np.logical_or(region, seen, out=region)
+    return np.divide(values, len(chip_maps), out=values), region
 
 
 def top_pixels(values: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:
     """(H, W) bool: the ``count`` highest ``values`` inside ``region``, ties in raster order."""
     _check_count(region, count)
-    ranked = pixel_ranking(np.where(region, values, values.min() - 1.0))  # outside the region: last
+    inside = np.flatnonzero(region)  # in raster order: ranking only these keeps the ties' order
+    ranked = pixel_ranking(np.asarray(values).ravel()[inside])
     mask = np.zeros(values.size, dtype=bool)
-    mask[ranked[:count]] = True
+    mask[inside[ranked[:count]]] = True
     return mask.reshape(values.shape)
 
 

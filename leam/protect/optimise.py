@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from leam._torch_state import preserved_state
-from leam.models import FaceModel
+from leam.models import FaceModel, check_finite
 from leam.protect.warp import ChipSampler
 
 OBJECTIVES = ("cosine", "margin")
@@ -78,17 +78,27 @@ def make_targets(models: Sequence[FaceModel], faces: Sequence, references: Seque
 
 
 def objective(targets: Sequence[Target], photos: torch.Tensor, kind: str = "cosine",
-              precision: str = "float32") -> torch.Tensor:
+              precision: str = "float32", source: str = "the photo") -> torch.Tensor:
     """(V,) mean over the targets of their ``score`` of ``photos`` (V, 3, H, W); the networks run in
-    ``precision`` ("bfloat16": CPU autocast, ~2x faster where the CPU has bf16 units), the scores in float32."""
+    ``precision`` ("bfloat16": CPU autocast, ~2x faster where the CPU has bf16 units), the scores in float32.
+    ``NonFiniteError`` (naming the model and ``source``) when an embedding or a score holds NaN or Inf."""
     if precision not in PRECISIONS:
         raise ValueError(f"expected a precision in {PRECISIONS}, got {precision!r}")
     total = photos.new_zeros(photos.shape[0])
     for t in targets:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             emb = t.model.net(t.sampler(photos))
-        total = total + t.score(emb.float(), kind)
+        score = t.score(emb.float(), kind)
+        _check_finite(emb, t.model.spec.name, source, "embedding while protecting")
+        _check_finite(score, t.model.spec.name, source, f"{kind} objective while protecting")
+        total = total + score
     return total / len(targets)
+
+
+def _check_finite(values: torch.Tensor, model: str, source: str, what: str) -> None:
+    """``check_finite`` of all of ``values`` as one row named ``source`` (one cheap test when they are finite)."""
+    if not bool(torch.isfinite(values).all()):
+        check_finite(values.detach().float().reshape(1, -1).cpu().numpy(), model, [source], what)
 
 
 def pgd(
@@ -103,6 +113,7 @@ def pgd(
     kind: str = "margin",
     decay: bool = True,
     precision: str = "float32",
+    source: str = "the photo",
 ) -> PGDResult:
     """Optimise V perturbations of ``photo`` (H, W, 3) uint8 under ``masks`` (V, H, W) bool.
 
@@ -110,7 +121,9 @@ def pgd(
     step (default 2.5 ε / steps), decaying linearly from 2α to 0 over the steps when ``decay``;
     ``l2`` (V,) optional L2 bounds in grey levels (None: none); ``kind``: the objective, "margin"
     or "cosine" (``Target.score``); ``precision`` of the networks' forward and backward passes
-    (``objective``; the kept δ is chosen on those objectives).
+    (``objective``; the kept δ is chosen on those objectives). An embedding, objective or gradient
+    that holds NaN or Inf raises ``NonFiniteError`` naming the model(s) and ``source`` (the photo):
+    no photo is made from it.
     """
     masks = np.asarray(masks, dtype=bool)
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
@@ -139,12 +152,14 @@ def pgd(
         for t in targets:
             stack.enter_context(preserved_state(t.model.net, eval_mode=True, freeze=True))
         with torch.no_grad():
-            start = float(objective(targets, x.float(), kind, precision)[0])
+            start = float(objective(targets, x.float(), kind, precision, source)[0])
         for step in range(steps + 1):
             d = delta.float().requires_grad_(step < steps)
             with torch.set_grad_enabled(step < steps):
-                obj = objective(targets, x.float() + d, kind, precision)
+                obj = objective(targets, x.float() + d, kind, precision, source)
                 grad = torch.autograd.grad(obj.sum(), d)[0].double() if step < steps else None
+            if grad is not None:  # sign(NaN) is NaN: one NaN would spread over the photo
+                _check_finite(grad, "+".join(t.model.spec.name for t in targets), source, "gradient while protecting")
             obj = obj.detach().double()
             history.append(obj.numpy().copy())
             better = obj < best_obj

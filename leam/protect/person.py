@@ -50,8 +50,10 @@ def load_photo(
 
 
 def embed_all(models: Sequence[FaceModel], photos: Sequence[PersonPhoto]) -> dict[str, np.ndarray]:
-    """{model: (N, D) embeddings of the photos' aligned faces}."""
-    return {m.spec.name: m.embed(np.stack([p.aligned[m.spec.name].chip for p in photos])) for m in models}
+    """{model: (N, D) embeddings of the photos' aligned faces}; ``NonFiniteError`` names a photo whose
+    embedding holds NaN or Inf."""
+    return {m.spec.name: m.embed(np.stack([p.aligned[m.spec.name].chip for p in photos]),
+                                 names=[str(p.path) for p in photos]) for m in models}
 
 
 def references_for(

@@ -73,9 +73,17 @@ class ChipSampler:
 def footprint(w: Warp, photo_shape: tuple[int, int]) -> np.ndarray:
     """(H, W) bool: photo pixels that map inside the chip ([0, w-1] x [0, h-1] in chip coordinates)."""
     height, width = photo_shape
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     m = w.matrix
+    rows, cols = w.size
+    out = np.zeros((height, width), dtype=bool)
+    # only the box around the chip's corners in the photo is tested: a large photo costs one bool per pixel
+    corners = np.linalg.inv(w.full) @ np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1.0]])
+    top, left = (max(0, int(np.floor(v.min())) - 1) for v in (corners[1], corners[0]))
+    bottom, right = min(height, int(np.ceil(corners[1].max())) + 2), min(width, int(np.ceil(corners[0].max())) + 2)
+    if top >= bottom or left >= right:
+        return out
+    ys, xs = np.mgrid[top:bottom, left:right].astype(np.float64)
     cx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
     cy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
-    rows, cols = w.size
-    return (cx >= 0) & (cx <= cols - 1) & (cy >= 0) & (cy <= rows - 1)
+    out[top:bottom, left:right] = (cx >= 0) & (cx <= cols - 1) & (cy >= 0) & (cy <= rows - 1)
+    return out

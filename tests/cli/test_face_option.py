@@ -10,7 +10,7 @@ import pytest
 from leam.cli.main import build_parser
 
 DEFAULTS = {"explain": "only", "regions": "only", "parse": "only", "embed": "only", "study": "only", "demo": "largest",
-            "verify": "largest", "protect": "largest", "protect-eval": "largest"}
+            "verify": "largest", "protect": "only", "protect-eval": "largest"}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
