@@ -1,7 +1,7 @@
 """Paired comparisons of two measures on the same units (e.g. the deletion AUC of two rankings on the same
 photos): the differences' mean and median, a seeded percentile-bootstrap 95 % CI of the mean difference,
-the Wilcoxon signed-rank test, the matched-pairs rank-biserial correlation, and how often a < b.
-numpy and scipy only.
+the Wilcoxon signed-rank test, the matched-pairs rank-biserial correlation, and how often a < b; and Holm's
+correction of p-values for the number of tests. numpy and scipy only.
 
 >>> r = paired_comparison([0.1, 0.2, 0.3, 0.4], [0.3, 0.3, 0.6, 0.5])
 >>> r["n"], round(r["mean_diff"], 3), r["rank_biserial"], r["frac_a_below_b"]
@@ -97,3 +97,18 @@ def _wilcoxon_p(d: np.ndarray, alternative: str) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "exact p-value ... switching to normal approximation"
         return float(wilcoxon(d, alternative=alternative).pvalue)
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error): sorted ascending, the i-th (from 0) of m becomes
+    max over j ≤ i of (m − j) p_(j), capped at 1. NaN p-values (no test) stay NaN and do not count in m."""
+    p = np.asarray(p_values, np.float64).ravel()
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    if not len(tested):
+        return out
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out

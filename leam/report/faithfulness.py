@@ -18,7 +18,8 @@ from leam.study import faithfulness_stats as fstats  # noqa: E402
 
 SHOWN = ("default", "random", "random_face", "centre_prior", "population_prior")  # curves drawn beside the best
 COLOURS = {"default": "#c0392b", "best": "#8e44ad", "random": "#7f8c8d", "random_face": "#2980b9",
-           "centre_prior": "#27ae60", "population_prior": "#e67e22", "consensus": "#16a085", "other_person": "#d35400"}
+           "centre_prior": "#27ae60", "population_prior": "#e67e22", "consensus": "#16a085", "other_person": "#d35400",
+           "specific": "#2c3e50", "specific_other": "#95a5a6"}
 INTRO = ("Deletion: the ranked pixels of the aligned face are removed in order (shown as the fill) and the cosine "
          "similarity to the reference is measured at 0–50 % of the chip; insertion: they are revealed in order on "
          "a removed face. Area: under the cosine curve (clipped to [0, 1]) over the fraction axis scaled to [0, 1]; "
@@ -29,6 +30,15 @@ INTRO = ("Deletion: the ranked pixels of the aligned face are removed in order (
          "a centre prior, and the population prior (the mean default map of all other identities); "
          "person-specificity compares the photo's own map and the person's consensus (mean map of their other "
          "photos) with another person's map and the population prior.")
+
+
+SPECIFIC_INTRO = ("The specific map of a person is their consensus map (the mean of their other photos' maps) "
+                  "less the population prior (the mean map of everyone else), clipped at 0 and normalised: where the "
+                  "model looks for this person more than for people in general. It is validated on each scored "
+                  "photo, which is left out of its own consensus: deleting the specific map's top pixels must lower "
+                  "the cosine to the person's reference more than deleting the prior's, and lower it more for this "
+                  "person than the same pixels lower it for another person's photo. Where it fails, the map is "
+                  "not what sets the person apart.")
 
 
 def faithfulness_body(summaries: dict[str, pd.DataFrame]) -> str:
@@ -76,6 +86,16 @@ def faithfulness_body(summaries: dict[str, pd.DataFrame]) -> str:
         body.append(html_table(specific[[c for c in cols if c in specific]],
                                "Person-specificity by deletion: a vs b on the same photos (negative: a's pixels "
                                "matter more; auc: deletion area, unmatch: pixels to un-match)"))
+    if len(validation := summaries.get("faithfulness_specific", pd.DataFrame())):
+        body.append(f"<h3>What sets a person apart: the specific map</h3><p>{esc(SPECIFIC_INTRO)}</p>")
+        body.append("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in fstats.specific_verdicts(validation).values())
+                    + "</ul>")
+        cols = ["test", "model", "fill", "a", "b", "measure", "n", "mean_diff", "ci_low", "ci_high", "p_wilcoxon",
+                "p_holm", "rank_biserial", "holds"]
+        body.append(html_table(validation[cols], "The specific map on photos left out of the consensus: vs the "
+                                                 "population prior (deletion area, negative: better) and on another "
+                                                 "person's photo (mean cosine drop, positive: falls more for this "
+                                                 "person); Holm over each test's model × fill cells"))
     if len(share := summaries.get("faithfulness_consensus", pd.DataFrame())):
         body.append(html_table(share, "Share of identities whose consensus map beats the population prior "
                                       "(mean deletion area over their scored photos)"))

@@ -8,7 +8,10 @@ identities per model, every *ranking* of the chip's pixels is scored by deletion
 - ``method``: ``leam``, ``gradcam``, ``gradxact`` (gradient × activation, no ReLU), ``saliency`` (input
   gradient), ``occlusion`` (black-box patch occlusion); baselines ``random``, ``random_face``, ``centre_prior``,
   ``population_prior`` (the mean default map of all *other* identities); person-specificity ``consensus`` (the
-  mean default map of the person's *other* photos) and ``other_person`` (a photo of another identity); and
+  mean default map of the person's *other* photos), ``other_person`` (a photo of another identity) and
+  ``specific`` (``leam.metrics.specific``: the consensus less the population prior, clipped at 0), with
+  ``specific_other``: deletion of the photo's ``specific`` ranking from another person's photo (their cosine to
+  their own reference), stored under this photo's name to be paired with it; and
   ``default``: the rows of the map ``explain`` and ``study`` show by default, once more under that name;
 - ``map``: a layer's own map, ``mean``, ``max`` or ``early`` (the mean of the first three layers:
   ``leam.maps.aggregate``), ``input`` (saliency), ``patch`` (occlusion), ``aggregate`` (the study's stored
@@ -28,12 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from leam.maps import AGGREGATIONS, minmax_normalize
+from leam.maps import AGGREGATIONS
 from leam.maps.attribution import Attribution
 from leam.maps.occlusion_map import occlusion_sensitivity
 from leam.metrics.faithfulness import centre_prior, curves, pixel_order, random_order
 from leam.metrics.occlusion import Embed
 from leam.metrics.similarity import bhattacharyya
+from leam.metrics.specific import consensus_map, prior_map, specific_map
 from leam.models import FaceModel
 from leam.parse import UNLABELLED
 from leam.study.config import StudyConfig
@@ -126,10 +130,6 @@ def own_maps(config: StudyConfig, model: FaceModel, layers: list[str], chips: np
     return out
 
 
-def _normalised(values: np.ndarray) -> np.ndarray:
-    return minmax_normalize(torch.as_tensor(values[None], dtype=torch.float64))[0].numpy()
-
-
 def faithfulness_unit(
     config: StudyConfig,
     model: FaceModel,
@@ -166,7 +166,7 @@ def faithfulness_unit(
     stored = {i: arrays[f"{i}/aggregate"].astype(np.float64) for i in explained["array_index"]}
     total, count = population["sum"], int(population["count"])
     mine = sum(stored.values())
-    prior = _normalised((total - mine) / (count - len(stored))) if count > len(stored) else None
+    prior = prior_map(total, count, mine, len(stored)) if count > len(stored) else None
     pool = [k for k, who in enumerate(population["identities"]) if who != identity]
     default = _key(*default_ranking(config))
     shape = spec.input_size
@@ -182,12 +182,16 @@ def faithfulness_unit(
             embed, chip, ref, max(1, side // PATCH_FRACTION), max(1, side // STRIDE_FRACTION), base=emb)
         maps[_key("centre_prior")] = centre_prior(shape)
         others = [stored[k] for k in stored if k != i]
-        person = {"consensus": _normalised(np.mean(others, axis=0)) if others else None}
+        person = {"consensus": consensus_map(others) if others else None}
+        other_photo = None  # (chip, reference, embedding) of another person's photo
         if pool:
             k = pool[int(rng.integers(len(pool)))]
-            other = load_arrays(str(population["units"][k]))
-            person["other_person"] = other[f"{int(population['indices'][k])}/aggregate"].astype(np.float64)
+            other, o = load_arrays(str(population["units"][k])), int(population["indices"][k])
+            person["other_person"] = other[f"{o}/aggregate"].astype(np.float64)
+            other_photo = tuple(other[f"{o}/{part}"] for part in ("chip", "ref", "embedding"))
         person["population_prior"] = prior
+        if person["consensus"] is not None and prior is not None:
+            person["specific"] = specific_map(person["consensus"], prior)
         for method, values in person.items():
             if values is not None:
                 maps[_key(method, "aggregate")] = values
@@ -196,6 +200,11 @@ def faithfulness_unit(
         orders[_key("random_face")] = random_order(shape, rng, within=face if face.any() else None)
         rows = curves(embed, chip, ref, orders, config.fills, spec.threshold, spec.threshold_metric,
                       spec.mean_colour, base=emb)
+        if "specific" in person and other_photo is not None:  # the same pixels deleted from another person
+            o_chip, o_ref, o_emb = other_photo
+            rows += curves(embed, o_chip, o_ref.astype(np.float32), {_key("specific_other", "aggregate"):
+                           orders[_key("specific", "aggregate")]}, config.fills, spec.threshold,
+                           spec.threshold_metric, spec.mean_colour, directions=("deletion",), base=o_emb)
         image = str(chosen.iloc[j]["image"])
         for row in rows:
             key = row.pop("method")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from leam.metrics.faithfulness import curve_auc, pixels_to_unmatch
-from leam.metrics.paired import paired_comparison
+from leam.metrics.paired import holm, paired_comparison
 from leam.study.scan import Scan, as_scan, per_chunk
 
 RANKING = ["method", "map", "objective"]
@@ -32,12 +32,13 @@ def ranking_label(method: str, map_name: str = "", objective: str = "") -> str:
 
 
 def per_photo(faithfulness: pd.DataFrame) -> pd.DataFrame:
-    """One row per photo, ranking, fill and direction: ``auc`` (``curve_auc``), and for deletion ``unmatch``
-    (the fraction of pixels whose deletion makes the pair fail verification) with ``censored`` (never failed
-    up to the last fraction)."""
+    """One row per photo, ranking, fill and direction: ``auc`` (``curve_auc``), and for deletion ``drop`` (the
+    cosine at fraction 0 less the area: the mean fall of the cosine along the curve, comparable across photos
+    that start apart) and ``unmatch`` (the fraction of pixels whose deletion makes the pair fail verification)
+    with ``censored`` (never failed up to the last fraction)."""
     keys = [*PHOTO, *RANKING, "fill", "direction"]
     if faithfulness is None or faithfulness.empty:
-        return pd.DataFrame(columns=[*keys, "auc", "unmatch", "censored"])
+        return pd.DataFrame(columns=[*keys, "auc", "drop", "unmatch", "censored"])
     table = faithfulness.sort_values([*keys, "fraction"], kind="stable")
     rows = []
     for key, g in table.groupby(keys, sort=False, dropna=False):
@@ -45,9 +46,10 @@ def per_photo(faithfulness: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(keys, key))
         row["auc"] = curve_auc(fractions, cos)
         if row["direction"] == "deletion":
+            row["drop"] = cos[0] - row["auc"] if fractions[0] == 0 else np.nan
             row["unmatch"], row["censored"] = pixels_to_unmatch(fractions, g["match"].to_numpy(bool))
         else:
-            row["unmatch"], row["censored"] = np.nan, False
+            row["drop"], row["unmatch"], row["censored"] = np.nan, np.nan, False
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -161,6 +163,50 @@ def specificity_bc(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# the specific map's validation: (test, a, b, measure, a better when a − b is …) on the same left-out photos
+SPECIFIC_TESTS = (
+    ("beats the population prior", "specific", "population_prior", "auc", "negative"),  # deletion falls sooner
+    ("identity-specific", "specific", "specific_other", "drop", "positive"),  # falls more for this person
+)
+
+
+def specific_validation(photos: pd.DataFrame) -> pd.DataFrame:
+    """Per test of ``SPECIFIC_TESTS``, model and fill: the paired comparison on the photos left out of their
+    person's consensus, with Holm's correction over the model × fill cells of the test (``p_holm``) and
+    ``holds``: the difference has the better sign and p_holm < ``ALPHA``."""
+    rows = []
+    for test, a, b, measure, sign in SPECIFIC_TESTS:
+        cells = []
+        for (model, fill), g in photos.groupby(["model", "fill"], sort=False):
+            if {a, b} <= set(g["method"]):
+                cells.append({"test": test, "model": model, "fill": fill, "a": a, "b": b, "measure": measure,
+                              "better": sign, **_paired(g, a, b, measure)})
+        if cells:
+            adjusted = holm([c["p_wilcoxon"] for c in cells])
+            for c, p in zip(cells, adjusted):
+                right = c["mean_diff"] < 0 if sign == "negative" else c["mean_diff"] > 0
+                rows.append({**c, "p_holm": p, "holds": bool(right and p < ALPHA)})
+    return pd.DataFrame(rows)
+
+
+def specific_verdicts(validation: pd.DataFrame) -> dict[str, str]:
+    """One plain sentence per model: under which fills the specific map passes both tests (Holm-corrected)."""
+    out = {}
+    if validation is None or validation.empty:
+        return out
+    cells = int(validation.groupby("test").size().max())
+    for model, g in validation.groupby("model", sort=False):
+        every = list(dict.fromkeys(g["fill"]))
+        passed = [f for f in every if g[(g["fill"] == f)]["holds"].sum() == len(SPECIFIC_TESTS)]
+        said = "; ".join(f"{test} {_fills_said(list(g[(g['test'] == test) & g['holds']]['fill']), every)}"
+                         for test in dict.fromkeys(g["test"]))
+        head = (f"the specific map is validated {_fills_said(passed, every)}" if passed
+                else "the specific map is not validated: do not read it as what sets this person apart")
+        out[model] = (f"{model}: {head} ({said}; paired Wilcoxon on left-out photos, Holm-corrected over the "
+                      f"{cells} model × fill cells of each test, p < {ALPHA}).")
+    return out
+
+
 def _won_in(table: pd.DataFrame) -> pd.Series:
     """Rows where the first ranking's deletion area is lower than the second's with Wilcoxon p < ``ALPHA``."""
     return (table["mean_diff"] < 0) & (table["p_wilcoxon"] < ALPHA)
@@ -235,7 +281,8 @@ def summarise(faithfulness: pd.DataFrame | Scan | None, specificity_table: pd.Da
     out = {"faithfulness_curves": curves, "faithfulness_photos": photos,
            "faithfulness_rankings": ranking_summary(photos), "faithfulness_baselines": versus_baselines(photos),
            "faithfulness_specificity": specificity(photos), "faithfulness_consensus": consensus_share(photos),
-           "faithfulness_candidates": default_candidates(photos), "faithfulness_aggregates": aggregates_versus(photos)}
+           "faithfulness_candidates": default_candidates(photos), "faithfulness_aggregates": aggregates_versus(photos),
+           "faithfulness_specific": specific_validation(photos)}
     if specificity_table is not None and not specificity_table.empty:
         out["faithfulness_bc"] = specificity_bc(specificity_table)
     return out
