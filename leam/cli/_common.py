@@ -75,17 +75,38 @@ def trusted_if_asked(args: argparse.Namespace, path: str | None) -> Iterator[Non
         yield
 
 
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within the block a ``SlowModelWarning`` (a model file's per-image time) is printed as one line
+    ``leam: warning: ...`` on stderr, not in Python's two-line form."""
+    import warnings
+
+    from leam.models.external import SlowModelWarning
+
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SlowModelWarning)
+            yield
+    finally:
+        for w in caught:  # all are recorded: the others are shown as they would have been
+            if issubclass(w.category, SlowModelWarning):
+                print(f"leam: warning: {w.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def load_model(args: argparse.Namespace) -> FaceModel:
     if getattr(args, "model_file", None):
         if args.weights:
             raise ModelError("--weights goes with --model; a --model-file holds its own weights")
         from leam.models.external import load_model_file
 
-        with trusted_if_asked(args, args.model_file):
+        with trusted_if_asked(args, args.model_file), one_line_warnings():
             return load_model_file(args.model_file, args.preset)
     if getattr(args, "preset", None):
         raise ModelError("--preset goes with --model-file; registered models have their own")
-    with trusted_if_asked(args, args.weights):
+    with trusted_if_asked(args, args.weights), one_line_warnings():
         return create_model(args.model, args.weights)
 
 
@@ -96,7 +117,7 @@ def load_choices(args: argparse.Namespace, choices: list) -> list[FaceModel]:
 
     out = []
     for choice in choices:
-        with trusted_if_asked(args, choice.path):
+        with trusted_if_asked(args, choice.path), one_line_warnings():
             out.append(load_model_choice(choice))
     return out
 

@@ -110,13 +110,43 @@ def inline_constant_identities(model) -> None:
         graph.node.extend(keep)
 
 
-def input_dims(model, where: str) -> list[int | None]:
-    """The image input's dimensions (None where symbolic); exactly one non-initializer input."""
+def drop_omitted_inputs(model) -> None:
+    """Remove the trailing empty names from each node's inputs: ONNX's way to omit optional inputs, which
+    onnx2torch looks up as tensors (torch's exporter writes ``Clip(x, min, "")`` for ``F.normalize``)."""
+    for node in model.graph.node:
+        n = len(node.input)
+        while n and node.input[n - 1] == "":
+            n -= 1
+        if n < len(node.input):
+            del node.input[n:]
+
+
+def input_dims(model, where: str) -> list[int | None] | None:
+    """The image input's dimensions (None where symbolic), or None when the graph states no shape at all;
+    exactly one non-initializer input."""
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
         raise ModelError(f"{where} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}), expected one image")
-    return [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    tensor = inputs[0].type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+
+
+def pin_input_shape(model, dims: list[int | None]) -> None:
+    """State the image input's shape as ``dims`` (None: a free dimension, ``N``) in ``model``: onnx2torch picks
+    some ops' code from the input's shape, and a graph that leaves it out or open gets what leam will feed."""
+    inits = {t.name for t in model.graph.initializer}
+    image = next(i for i in model.graph.input if i.name not in inits)
+    shape = image.type.tensor_type.shape
+    del shape.dim[:]
+    for d in dims:
+        dim = shape.dim.add()
+        if d is None:
+            dim.dim_param = "N"
+        else:
+            dim.dim_value = d
 
 
 def normalises_itself(model) -> bool:
@@ -132,11 +162,16 @@ def normalises_itself(model) -> bool:
 def to_torch(model, label: str) -> nn.Module:
     """The ONNX ``model`` as a torch.fx GraphModule (onnx2torch), in eval mode."""
     _, onnx2torch = import_onnx()
+    drop_omitted_inputs(model)
     inline_constant_identities(model)
     try:
         return onnx2torch.convert(model).eval()
     except Exception as exc:  # noqa: BLE001 - onnx2torch raises NotImplementedError, KeyError, ...
-        raise ModelError(f"onnx2torch cannot convert {label}: {type(exc).__name__}: {exc}") from None
+        flow = next((op for op in ("If", "Loop", "Scan") if f"operation_type='{op}'" in str(exc)), None)
+        hint = (f" ({flow}: control flow that depends on the input, which onnx2torch cannot convert; export the "
+                "model traced for one path, e.g. torch.jit.trace or torch.onnx.export of the module)") if flow else ""
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ModelError(f"onnx2torch cannot convert {label}: {text}{hint}") from None
 
 
 def torchscript_to_onnx(net: torch.jit.ScriptModule, input_size: tuple[int, int], label: str):

@@ -25,11 +25,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from leam._torch_state import preserved_state
+from leam._io import text_name
 from leam.errors import ModelError
 from leam.face.templates import ARCFACE_TEMPLATE, AlignmentTemplate
 from leam.models import _onnx
 from leam.models._files import existing_file
+from leam.models._probe import (  # noqa: F401 - probe, SlowModelWarning: re-exported
+    SlowModelWarning,
+    batch_run,
+    check_embeddings,
+    probe,
+    probe_images,
+    probe_run,
+    warn_if_slow,
+)
 from leam.models._registry import FaceModel, ModelSpec
 from leam.models._torch_file import load_torch_file, pickles_trusted
 from leam.models.iresnet import DEPTHS, expected_state, state_dict_mismatch
@@ -124,7 +133,7 @@ class ExternalNet(nn.Module):
         taken = {"input_transform", "source_model"} & set(children)
         if taken:
             raise ModelError(f"the model has a submodule named {taken.pop()!r}, a name leam's wrapper uses")
-        self.input_transform = InputTransform(preset)
+        self.input_transform = InputTransform(preset).to(next((p.device for p in model.parameters()), "cpu"))
         for name, child in children.items():
             self.add_module(name, child)
         self.source_model = model
@@ -133,8 +142,12 @@ class ExternalNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_transform(x)
         if self.one_at_a_time and x.shape[0] > 1:
-            return torch.cat([self.source_model(xi) for xi in x.split(1)])
-        return self.source_model(x)
+            out = torch.cat([self.source_model(xi) for xi in x.split(1)])
+        else:
+            out = self.source_model(x)
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dtype != torch.float32:
+            out = out.float()  # float16/float64 graphs give leam's float32 embeddings
+        return out
 
 
 # ------------------------------------------------------------------------------- default layers
@@ -151,44 +164,6 @@ def spread_layers(names: Sequence[str], n: int = N_DEFAULT_LAYERS) -> list[str]:
     if n == 1:
         return [names[-1]]
     return [names[int(i * (len(names) - 1) / (n - 1) + 0.5)] for i in range(n)]
-
-
-def probe(net: nn.Module, input_size: tuple[int, int]) -> tuple[list[str], tuple[int, ...]]:
-    """Run ``net`` once on a zero image (1, 3, H, W): the modules that output a new feature map
-    (N, C, h, w) and run once, in the order they finish (a container that returns its last child's
-    tensor is left out), and the output's shape."""
-    found: list[str] = []
-    calls: dict[str, int] = {}
-    seen: dict[int, torch.Tensor] = {}  # outputs kept alive so that their ids stay unique
-
-    def hook_for(name: str):
-        def hook(_m: nn.Module, _i: tuple, out: object) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            if isinstance(out, torch.Tensor) and out.dim() == 4 and id(out) not in seen:
-                seen[id(out)] = out
-                found.append(name)
-
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in net.named_modules() if n and n != "input_transform"]
-    try:
-        out = _run(net, 1, input_size)
-    finally:
-        for h in handles:
-            h.remove()
-    return [n for n in found if calls[n] == 1], tuple(out.shape)
-
-
-def _run(net: nn.Module, batch: int, input_size: tuple[int, int]) -> torch.Tensor:
-    try:
-        with preserved_state(net), torch.no_grad():
-            out = net(torch.zeros(batch, 3, *input_size))
-    except Exception as exc:  # noqa: BLE001 - any failure of a user's model is reported as a ModelError
-        raise ModelError(f"the model fails on a ({batch}, 3, {input_size[0]}, {input_size[1]}) input: "
-                         f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(out, torch.Tensor):
-        raise ModelError(f"the model returns {type(out).__name__}, expected an embedding tensor (N, D)")
-    return out
 
 
 # ------------------------------------------------------------------------------- from a module
@@ -210,15 +185,16 @@ def from_module(
     preset = get_preset(preset)
     if isinstance(net, torch.jit.ScriptModule):
         return _from_torchscript(net, preset, name or type(net).__name__, source)
-    wrapped = ExternalNet(net, preset, one_at_a_time)  # modes untouched: leam runs it in eval mode, restoring them
-    layers, out_shape = probe(wrapped, preset.input_size)
-    two = tuple(_run(wrapped, 2, preset.input_size).shape)
-    if len(out_shape) != 2 or two != (2, out_shape[1]):
-        raise ModelError(f"the model returns shapes {out_shape} and {two} for 1 and 2 images, "
-                         "expected embeddings (N, D)")
-    if not layers:
-        raise ModelError("the model has no submodule that outputs a feature map (N, C, H, W) to explain")
     label = name or (source.name if source else type(net).__name__)
+    where = _where(label, source)
+    wrapped = ExternalNet(net, preset, one_at_a_time)  # modes untouched: leam runs it in eval mode, restoring them
+    images = probe_images(preset.input_size).to(next((p.device for p in wrapped.parameters()), torch.device("cpu")))
+    layers, one = probe_run(wrapped, images[:1], where)
+    two, seconds = batch_run(wrapped, images, where)
+    check_embeddings(one, two, where, label)
+    if not layers:
+        raise ModelError(f"{where} has no submodule that outputs a feature map (N, C, H, W) to explain")
+    warn_if_slow(where, seconds, images.device)
     spec = ModelSpec(
         name=label,
         description=f"{kind} {label} with preset {preset.name}",
@@ -226,7 +202,7 @@ def from_module(
         color_order=preset.color_order,
         normalization=preset.normalization,
         template=preset.template,
-        embedding_size=out_shape[1],
+        embedding_size=int(two.shape[1]),
         default_layers=tuple(spread_layers(layers)),
         threshold=preset.threshold,
         threshold_metric=preset.threshold_metric,
@@ -236,19 +212,33 @@ def from_module(
     return FaceModel(spec, wrapped, source, {"kind": kind, "preset": preset.name})
 
 
+def _where(label: str, source: Path | None) -> str:
+    """How errors name the model: ``model file PATH``, or ``model LABEL`` for a module."""
+    return f"model file {text_name(str(source))}" if source else f"model {label}"
+
+
 # ------------------------------------------------------------------------------- ONNX
 
 
 def _from_onnx_model(model, preset: Preset, label: str, source: Path | None, kind: str) -> FaceModel:
-    dims = _onnx.input_dims(model, label)
+    where = _where(label, source)
+    dims = _onnx.input_dims(model, where)
+    dims = [None] * 4 if dims is None else dims  # a graph that states no shape: tried as (N, 3, H, W)
     if len(dims) != 4 or dims[1] not in (3, None):
-        raise ModelError(f"{label} takes input of shape {dims}, expected (N, 3, H, W)")
-    size = tuple(dims[2:])
-    if all(size) and size != preset.input_size:
-        raise ModelError(f"{label} takes {size[0]}x{size[1]} images, but preset {preset.name!r} gives "
-                         f"{preset.input_size[0]}x{preset.input_size[1]}")
+        raise ModelError(f"{where} takes input of shape {dims}, expected (N, 3, H, W)")
+    size, wanted = tuple(dims[2:]), preset.input_size
+    if any(d is not None and d != w for d, w in zip(size, wanted)):
+        shown = "x".join("?" if d is None else str(d) for d in size)
+        raise ModelError(f"{where} takes {shown} images, but preset {preset.name!r} gives {wanted[0]}x{wanted[1]}")
+    _onnx.pin_input_shape(model, [dims[0], 3, *wanted])  # what leam feeds it
     graph_module = _onnx.to_torch(model, label)
-    return from_module(graph_module, preset, label, one_at_a_time=dims[0] == 1, source=source, kind=kind)
+    try:
+        return from_module(graph_module, preset, label, one_at_a_time=dims[0] == 1, source=source, kind=kind)
+    except ModelError as exc:
+        if None not in size or " fails on a " not in str(exc):
+            raise
+        raise ModelError(f"{exc} (the graph leaves its image size open and was run at preset {preset.name!r}'s "
+                         f"{wanted[0]}x{wanted[1]}: is it made for another size?)") from None
 
 
 def load_onnx(path: str | Path, preset: str | Preset | None = None) -> FaceModel:

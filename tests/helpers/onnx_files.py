@@ -146,3 +146,94 @@ def _tensors(model):
     from leam.models._onnx_data import all_tensors
 
     return all_tensors(model)
+
+
+# ------------------------------------------------------------------ graphs whose output or input is unusual
+
+
+def _shaped_graph(nodes: list, output, extra_inits: tuple = (), input_shape: list | None = ("N", 3, 112, 112),
+                  seed: int = 0):
+    """The tiny embedder's Conv and GlobalAveragePool (``c``, ``p``), then ``nodes`` giving ``output``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = list(input_shape) if input_shape is not None else None
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "W"], ["c"], strides=[2, 2], name="conv"),
+         helper.make_node("GlobalAveragePool", ["c"], ["p"], name="pool"), *nodes],
+        "shaped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [output],
+        [numpy_helper.from_array(conv_weight(seed), "W"), *extra_inits],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def shaped_models() -> dict[str, object]:
+    """Variants of the tiny embedder (ModelProtos) whose input size is left open or whose output is not a
+    usable embedding: what a user's export can get wrong. Keys name the case:
+
+    - ``dynamic-size``: input (N, 3, H, W); works at any size.
+    - ``no-input-shape``: the input's shape is not stated at all; works at 112x112.
+    - ``dynamic-size-fixed-inside``: input (N, 3, H, W), but a Gemm sized for 96x96 images follows the Conv.
+    - ``fixed-height-96``: input (N, 3, 96, W).
+    - ``rank-3``: (N, 1, 4); ``feature-map``: (N, 4, 1, 1), GlobalAveragePool's output unflattened.
+    - ``integer``: (N, 4) int64 (the embedding times 1000, cast); ``float64``: (N, 4) double.
+    - ``size-1``: (N, 1), the mean of the 4 values.
+    - ``constant``: (N, 4), the embedding times 0 plus a bias: the same for every image.
+    - ``reshape-batch-one``: Reshape to (1, -1) at its end: (1, 4N), a graph made for batch size 1 whose
+      input says N; works image by image.
+    - ``batch-mixing``: (N, 4) minus its mean over the batch: an image's embedding depends on the others.
+    - ``nan``: (N, 4) divided by 0 - 0: NaN for every image.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    def out(shape, dtype=TensorProto.FLOAT):
+        return helper.make_tensor_value_info("y", dtype, shape)
+
+    flat = helper.make_node("Flatten", ["p"], ["f"], name="flat")
+    gemm_w = np.random.default_rng(1).standard_normal((4 * 47 * 47, 4)).astype(np.float32) / 100
+    return {
+        "dynamic-size": _shaped_graph([helper.make_node("Flatten", ["p"], ["y"])], out(["N", 4]),
+                                      input_shape=["N", 3, "H", "W"]),
+        "no-input-shape": _shaped_graph([helper.make_node("Flatten", ["p"], ["y"])], out(None), input_shape=None),
+        "dynamic-size-fixed-inside": _shaped_graph(
+            [helper.make_node("Flatten", ["c"], ["cf"], name="flat"), helper.make_node("Gemm", ["cf", "G"], ["y"])],
+            out(["N", 4]), (numpy_helper.from_array(gemm_w, "G"),), input_shape=["N", 3, "H", "W"]),
+        "fixed-height-96": _shaped_graph([helper.make_node("Flatten", ["p"], ["y"])], out(["N", 4]),
+                                         input_shape=["N", 3, 96, "W"]),
+        "rank-3": _shaped_graph([flat, helper.make_node("Unsqueeze", ["f", "one"], ["y"])], out(["N", 1, 4]),
+                                (numpy_helper.from_array(np.array([1], np.int64), "one"),)),
+        "feature-map": _shaped_graph([helper.make_node("Identity", ["p"], ["y"])], out(["N", 4, 1, 1])),
+        "integer": _shaped_graph(
+            [flat, helper.make_node("Mul", ["f", "k"], ["fk"]), helper.make_node("Cast", ["fk"], ["y"], to=7)],
+            out(["N", 4], TensorProto.INT64), (numpy_helper.from_array(np.array(1000, np.float32), "k"),)),
+        "float64": _shaped_graph([flat, helper.make_node("Cast", ["f"], ["y"], to=TensorProto.DOUBLE)],
+                                 out(["N", 4], TensorProto.DOUBLE)),
+        "size-1": _shaped_graph([flat, helper.make_node("ReduceMean", ["f"], ["y"], axes=[1], keepdims=1)],
+                                out(["N", 1])),
+        "constant": _shaped_graph(
+            [flat, helper.make_node("Mul", ["f", "zero"], ["f0"]), helper.make_node("Add", ["f0", "B"], ["y"])],
+            out(["N", 4]), (numpy_helper.from_array(np.zeros(4, np.float32), "zero"),
+                            numpy_helper.from_array(np.arange(1, 5, dtype=np.float32), "B"))),
+        "reshape-batch-one": _shaped_graph(
+            [flat, helper.make_node("Reshape", ["f", "one-row"], ["y"])], out([1, "D"]),
+            (numpy_helper.from_array(np.array([1, -1], np.int64), "one-row"),)),
+        "batch-mixing": _shaped_graph(
+            [flat, helper.make_node("ReduceMean", ["f"], ["m"], axes=[0], keepdims=1),
+             helper.make_node("Sub", ["f", "m"], ["y"])], out(["N", 4])),
+        "nan": _shaped_graph(
+            [flat, helper.make_node("Div", ["f", "zero"], ["fz"]), helper.make_node("Mul", ["fz", "zero"], ["y"])],
+            out(["N", 4]), (numpy_helper.from_array(np.zeros((), np.float32), "zero"),)),
+    }
+
+
+def write_shaped_models(folder: Path) -> dict[str, Path]:
+    """``shaped_models()`` saved as ``folder/<case>.onnx``."""
+    import onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, model in shaped_models().items():
+        onnx.save(model, str(folder / f"{name}.onnx"))
+        paths[name] = folder / f"{name}.onnx"
+    return paths
