@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -33,14 +34,17 @@ RUN_BACKUP = "run.json.bak"  # its copy (``leam.study.store``)
 
 
 def unique_names(names: Sequence[str], reserved: Iterable[str] = ()) -> list[str]:
-    """``names`` made unique (ignoring case, for case-insensitive file systems) and distinct from
-    ``reserved``: a name that repeats, or is reserved, gets ``-2``, ``-3``, ... before its suffix, skipping
-    any name taken by another entry, so the result is unique whatever the inputs are called.
+    """``names`` made unique (ignoring case and Unicode normalisation, for file systems that do: 'José' in NFC
+    and in NFD are one file on APFS) and distinct from ``reserved``: a name that repeats, or is reserved, gets
+    ``-2``, ``-3``, ... before its suffix, skipping any name taken by another entry, so the result is unique
+    whatever the inputs are called.
 
     >>> unique_names(["a.jpg", "a.jpg", "a-2.jpg", "A.JPG"])
     ['a.jpg', 'a-3.jpg', 'a-2.jpg', 'A-4.JPG']
     """
-    key = str.casefold
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
+
     reserved_keys = {key(r) for r in [*reserved, MARKER]}
     taken = reserved_keys | {key(n) for n in names}  # a new name never takes another entry's own name
     kept: set[str] = set()

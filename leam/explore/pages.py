@@ -20,7 +20,7 @@ from leam.explore.assets import CSS, INDEX_JS, PERSON_JS, script_json
 from leam.explore.jobs import Job
 from leam.explore.maps import Person
 from leam.report.html import html_table as study_table
-from leam.report.page import esc, html_table, note, page
+from leam.report.page import esc, html_table, note, page, shown
 from leam.report.tables import format_value
 
 THUMB = 96  # px, the width thumbnails are shown at (the files are the chips' own size)
@@ -51,8 +51,8 @@ def _number(value: object) -> str:
 
 def index_page(title: str, intro: str, glance: str, people: pd.DataFrame, per_model: pd.DataFrame,
                models: Sequence[str], attributes: Sequence[str], links: dict[str, Link]) -> bytes:
-    """``index.html``: ``glance`` (HTML), then a table of ``people`` (identity, photos, each of ``attributes``,
-    unusual; in the order shown first) with ``per_model``'s columns for each of ``models``."""
+    """``index.html``: ``glance`` (HTML), then a table of ``people`` (identity, photos, ``attr_<a>`` for each ``a``
+    of ``attributes``, unusual; in the order shown first) with ``per_model``'s columns for each of ``models``."""
     general = [("person", "text"), ("photos", "number"), *((a, "text") for a in attributes), ("unusual", "number")]
     head1 = f'<th colspan="{len(general)}"></th>' + "".join(
         f'<th class=t colspan="{len(MODEL_COLUMNS)}" data-model="{k}">{esc(m)}</th>' for k, m in enumerate(models))
@@ -63,15 +63,16 @@ def index_page(title: str, intro: str, glance: str, people: pd.DataFrame, per_mo
                          for c, header, what in MODEL_COLUMNS)
     cells = {(r.identity, r.model): r for r in per_model.itertuples(index=False)}
     body = []
-    for r in people.itertuples(index=False):
-        row = r._asdict()
-        have = [k for k, m in enumerate(models) if (r.identity, m) in cells]
-        attrs = "".join(f' data-a{j}="{esc(json.dumps(_values(row.get(a))))}"' for j, a in enumerate(attributes))
-        tds = [f'<td class=t><a href="{quote(links[r.identity].href)}">{esc(r.identity)}</a></td>',
-               _number(r.photos), *(f"<td class=t>{esc(row.get(a) or '')}</td>" for a in attributes),
-               _number(r.unusual)]
+    for row in people.to_dict("records"):  # not itertuples: it renames columns that are no Python names
+        identity = row["identity"]
+        have = [k for k, m in enumerate(models) if (identity, m) in cells]
+        values = [row.get(f"attr_{a}") for a in attributes]
+        attrs = "".join(f' data-a{j}="{esc(json.dumps(_values(v)))}"' for j, v in enumerate(values))
+        tds = [f'<td class=t><a href="{quote(links[identity].href)}">{esc(identity)}</a></td>',
+               _number(row["photos"]), *(f"<td class=t>{esc(v or '')}</td>" for v in values),
+               _number(row["unusual"])]
         for k, m in enumerate(models):
-            c = cells.get((r.identity, m))
+            c = cells.get((identity, m))
             for col, _, _ in MODEL_COLUMNS:
                 value = getattr(c, col) if c is not None else None
                 tds.append(f'<td class=t data-model="{k}">{esc(value or "")}</td>' if col == "regions"
@@ -87,8 +88,9 @@ def index_page(title: str, intro: str, glance: str, people: pd.DataFrame, per_mo
 
 
 def _values(text: object) -> list[str]:
-    """An identity's attribute values (``people.attributes`` joins them with ", ")."""
-    return [v for v in str(text or "").split(", ") if v]
+    """An identity's attribute values (``people.attributes`` joins them with ", ") as a page shows them
+    (``shown``): the filter compares a row's values with its options' values, which ``esc`` writes so."""
+    return [shown(v) for v in str(text or "").split(", ") if v]
 
 
 def _controls(people: pd.DataFrame, models: Sequence[str], attributes: Sequence[str]) -> str:
@@ -96,7 +98,8 @@ def _controls(people: pd.DataFrame, models: Sequence[str], attributes: Sequence[
              '<label>model <select id="model"><option value="">all models</option>'
              + "".join(f'<option value="{k}">{esc(m)}</option>' for k, m in enumerate(models)) + "</select></label>"]
     for j, a in enumerate(attributes):
-        options = sorted({v for text in people[a] for v in _values(text)}) if a in people else []
+        column = f"attr_{a}"
+        options = sorted({v for text in people[column] for v in _values(text)}) if column in people else []
         parts.append(f'<label>{esc(a)} <select data-attr="{j}"><option value="">all</option>'
                      + "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in options) + "</select></label>")
     parts.append(f'<span class=note>shown: <span id="shown">{len(people)} of {len(people)}</span></span>')

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from leam._io import TEMPORARY_PREFIX, TEMPORARY_SUFFIX
+from leam._io import TEMPORARY_PREFIX, TEMPORARY_SUFFIX, write_error
 from leam.explore import maps
 from leam.explore.jobs import Job, file_stem
 
@@ -97,17 +97,22 @@ def jpeg(rgb: np.ndarray) -> bytes:
 
 
 def save(site: Path, relative: str, data: bytes) -> None:
-    """Write ``data`` to ``site/relative`` through a temporary file and a rename."""
+    """Write ``data`` to ``site/relative`` through a temporary file and a rename (never half-written); a failed
+    write (disk full, file-size limit) is a ``LeamError`` naming the file and why."""
     path = site / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 

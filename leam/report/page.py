@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Callable
 
 import pandas as pd
@@ -26,9 +27,26 @@ img.thumb{height:150px;width:auto}img.chart{height:170px;width:auto}img.wide{hei
 Cell = Callable[[object, object], str]  # (column, value) → the cell's text, before escaping
 
 
+# Characters that are not seen but change what is: bidi embeddings, overrides and isolates (a name could turn
+# the text after it around, or show "gpj.exe" as "exe.jpg"), control characters other than white space, the
+# line and paragraph separators, and the zero-width space, word joiner and byte order mark
+HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060\u2066-\u2069\ufeff]")
+
+
+def shown(text: str) -> str:
+    """``text`` with its ``HIDDEN`` characters written as ``\\uXXXX``, as ``leam._io.text_name`` writes bytes
+    that are not UTF-8 as ``\\xNN``: what a page shows of a name is what the name holds.
+
+    >>> print(shown("Evil\\u202egpj.exe"))
+    Evil\\u202egpj.exe
+    """
+    return HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def esc(text: object) -> str:
-    """``text`` as HTML text or attribute value (``& < > " '`` escaped): every user-named string."""
-    return html.escape(str(text), quote=True)
+    """``text`` as HTML text or attribute value (``& < > " '`` escaped, ``HIDDEN`` characters shown as
+    ``\\uXXXX``): every user-named string."""
+    return html.escape(shown(str(text)), quote=True)
 
 
 def page(title: str, body: str, heading: str | None = None) -> bytes:

@@ -3,6 +3,7 @@ Markdown (rounded, for reading) into one folder."""
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -14,11 +15,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from leam._io import write_file, writing
 from leam.study import faithfulness_stats, stats
 from leam.study.run_tables import scan_of
 from leam.study.scan import Scan, TableScan, per_chunk
+from leam.study.store import unit_dir_name
 
 MARKDOWN_ROWS = 5000  # larger tables (e.g. per identity over all of LFW) are written as CSV only
+PLAIN_NAME = re.compile(r"[a-z0-9_]{1,100}")  # a table name kept as its file name
 
 
 PAIR_KEYS = ["model", "layer", "threshold"]
@@ -127,8 +131,11 @@ def identity_counts(images: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFram
 
 
 def table_files(name: str, folder: Path) -> tuple[Path, Path]:
-    """The CSV and Markdown files of the table ``name`` in ``folder`` (its name made file-system safe)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "table"
+    """The CSV and Markdown files of the table ``name`` in ``folder``: a plain name (lowercase ASCII letters,
+    digits and ``_``, e.g. ``groups_gender_pairs_bc``) as it is; any other (an attribute named ``<i>g</i>``,
+    ``Gender`` beside ``gender``, 250 letters) as ``unit_dir_name`` makes it, a readable part and a hash of the
+    name: unique also on a case-insensitive file system, and short."""
+    stem = name if PLAIN_NAME.fullmatch(name) else unit_dir_name(name)
     return folder / f"{stem}.csv", folder / f"{stem}.md"
 
 
@@ -144,25 +151,28 @@ def write_tables(summaries: Mapping[str, pd.DataFrame | Spilled], folder: str | 
         if isinstance(df, Spilled):
             _spilled_csv(df, csv)
         else:
-            df.to_csv(csv, index=False)
+            write_file(csv, df.to_csv(index=False).encode())
         if len(df) <= MARKDOWN_ROWS:
             frame = pd.read_parquet(df.path) if isinstance(df, Spilled) else df
             text = markdown_table(frame)
         else:
             text = f"{len(df)} rows: too many to read; see {csv.name}."
-        md.write_text(f"# {name}\n\n{text}\n", encoding="utf-8")
+        write_file(md, f"# {name}\n\n{text}\n".encode())
         paths[name] = (csv, md)
     return paths
 
 
 def _spilled_csv(spilled: Spilled, csv: Path) -> None:
-    """The CSV ``DataFrame.to_csv`` writes for the whole table, written a row group at a time."""
+    """The CSV ``DataFrame.to_csv`` writes for the whole table, written a row group at a time (through a
+    temporary file: never half-written)."""
     source = pq.ParquetFile(spilled.path)
-    with open(csv, "w", encoding="utf-8", newline="") as f:
+    with writing(csv) as raw:
+        f = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         if source.metadata.num_row_groups == 0:
             source.schema_arrow.empty_table().to_pandas().to_csv(f, index=False)
         for i in range(source.metadata.num_row_groups):
             source.read_row_group(i).to_pandas().to_csv(f, index=False, header=i == 0)
+        f.detach()  # flushed, and left open for ``writing`` to fsync and rename
 
 
 def is_p_value(column) -> bool:

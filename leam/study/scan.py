@@ -19,6 +19,7 @@ Columns a statistic does not need are never read.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from leam.errors import LeamError
 
 CHUNK_ROWS = 25_000  # rows per chunk (a single larger group comes whole)
 MEMORY_LIMIT = "128MB"  # DuckDB's own memory; past it, sorts spill to a temporary folder
@@ -39,10 +42,6 @@ def _literal(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class TableScan:
     """One Parquet table of a run, read by DuckDB in chunks of whole groups or as filtered frames."""
 
@@ -52,6 +51,9 @@ class TableScan:
         self.memory_limit = memory_limit
         schema = pq.read_schema(self.path)
         self.columns: list[str] = list(schema.names)
+        # DuckDB matches names ignoring case (``attr_Group`` and ``attr_group`` would be one column): queries
+        # name the file's columns by position (``c0``, ``c1``, ...) and results get the file's names back
+        self._sql = {name: f"c{i}" for i, name in enumerate(self.columns)}
         self.rows: int = pq.read_metadata(self.path).num_rows
 
     def __len__(self) -> int:
@@ -66,8 +68,14 @@ class TableScan:
 
         con = duckdb.connect(config={"memory_limit": self.memory_limit, "threads": 1, "temp_directory": spill,
                                      "preserve_insertion_order": False})  # every query orders its rows
-        con.read_parquet(str(self.path), file_row_number=True).create_view("t")
+        aliases = ", ".join(self._sql.values())
+        con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{_literal(self.path)}', file_row_number = true) "
+                    f"AS f({aliases})")
         return con
+
+    def _q(self, column: str) -> str:
+        """The SQL name of the file's ``column`` in the view ``t``."""
+        return self._sql[self._known(column)]
 
     def _where(self, where: Mapping[str, object] | None) -> tuple[str, dict]:
         """``{column: value or list of values}`` → a SQL condition and its parameters (values are never
@@ -76,7 +84,7 @@ class TableScan:
             return "TRUE", {}
         parts, params = [], {}
         for i, (column, value) in enumerate(where.items()):
-            name = _quote(self._known(column))
+            name = self._q(column)
             if isinstance(value, (list, tuple, set, frozenset)):
                 params[f"w{i}"] = list(value)
                 parts.append(f"{name} IN (SELECT unnest($w{i}))")
@@ -99,15 +107,18 @@ class TableScan:
         if self.empty:
             return pq.read_table(self.path, columns=columns).to_pandas()
         condition, params = self._where(where)
-        select = ", ".join(_quote(self._known(c)) for c in columns)
+        select = ", ".join(self._q(c) for c in columns)
         with tempfile.TemporaryDirectory(prefix="leam-scan-") as spill:
             con = self._connect(spill)
             try:
                 table = con.sql(f"SELECT {select} FROM t WHERE {condition} ORDER BY file_row_number",
                                 params=params).to_arrow_table()
+            except Exception as exc:
+                _refuse_write_failure(exc, spill)
+                raise
             finally:
                 con.close()
-        return _pandas(table, self.path)
+        return _pandas(table, self.path, columns)
 
     def chunks(self, keys: Sequence[str], columns: Sequence[str] | None = None,
                where: Mapping[str, object] | None = None, outer: Sequence[str] = (),
@@ -125,25 +136,26 @@ class TableScan:
                 yield self.frame(columns, where)
             return
         condition, params = self._where(where)
-        cols = ", ".join(_quote(c) for c in columns)
-        key_cols = ", ".join(_quote(k) for k in keys)
+        q = self._q
+        cols = ", ".join(q(c) for c in columns)
+        key_cols = ", ".join(q(k) for k in keys)
         outer = list(outer)
         if keys[:len(outer)] != outer:
             raise ValueError(f"outer keys {outer} are not the first of {keys}")
 
         def on(name: str, names: list[str]) -> str:
-            return " AND ".join(f"r.{_quote(k)} IS NOT DISTINCT FROM {name}.{_quote(k)}" for k in names)
+            return " AND ".join(f"r.{q(k)} IS NOT DISTINCT FROM {name}.{q(k)}" for k in names)
 
         sql = (f"WITH r AS (SELECT {cols}, file_row_number AS {_ROW} FROM t WHERE {condition}), "
                f"g AS (SELECT {key_cols}, min({_ROW}) AS {_FIRST} FROM r GROUP BY ALL)")
         order, join = f"g.{_FIRST}, r.{_ROW}", f"JOIN g ON {on('g', keys)}"
         if sort:  # ties (NaN and NULL alike) keep file order, as a stable sort does
-            order = ", ".join([*(f"r.{_quote(k)} ASC NULLS LAST" for k in keys), f"r.{_ROW}"])
+            order = ", ".join([*(f"r.{q(k)} ASC NULLS LAST" for k in keys), f"r.{_ROW}"])
         elif outer:
-            sql += (f", o AS (SELECT {', '.join(_quote(k) for k in outer)}, min({_ROW}) AS {_FIRST}_o "
+            sql += (f", o AS (SELECT {', '.join(q(k) for k in outer)}, min({_ROW}) AS {_FIRST}_o "
                     "FROM r GROUP BY ALL)")
             order, join = f"o.{_FIRST}_o, {order}", f"{join} JOIN o ON {on('o', outer)}"
-        sql += (f" SELECT {', '.join(f'r.{_quote(c)}' for c in columns)}, g.{_FIRST} FROM r {join} "
+        sql += (f" SELECT {', '.join(f'r.{q(c)}' for c in columns)}, g.{_FIRST} FROM r {join} "
                 f"ORDER BY {order}")
         with tempfile.TemporaryDirectory(prefix="leam-scan-") as spill:
             # The ordered rows go to a Parquet file first: DuckDB sorts within its memory limit (spilling to
@@ -153,10 +165,25 @@ class TableScan:
             try:
                 con.execute(f"COPY ({sql}) TO '{_literal(ordered)}' (FORMAT parquet, ROW_GROUP_SIZE {BATCH_ROWS})",
                             params)
+            except Exception as exc:
+                _refuse_write_failure(exc, spill)
+                raise
             finally:
                 con.close()
             batches = pq.ParquetFile(ordered).iter_batches(min(BATCH_ROWS, self.chunk_rows))
-            yield from _whole_groups(batches, self.chunk_rows, lambda t: _pandas(t, self.path))
+            yield from _whole_groups(batches, self.chunk_rows, lambda t: _pandas(t, self.path, columns))
+
+
+def _refuse_write_failure(exc: Exception, spill: str) -> None:
+    """Raise DuckDB's failure to write its temporary files (disk full, a file-size limit) as one ``LeamError``
+    line; return for any other error."""
+    import duckdb
+
+    if isinstance(exc, duckdb.IOException):
+        said = re.search(r'"exception_message":"((?:[^"\\]|\\.)*)"', str(exc))
+        why = said.group(1).replace('\\"', '"') if said else str(exc).splitlines()[0]
+        raise LeamError(f"cannot write temporary files in {Path(spill).parent} ({why}); make room there (or set "
+                        "TMPDIR to a folder with room) and run the command again") from None
 
 
 def _whole_groups(reader: Iterable[pa.RecordBatch], rows: int, convert: Callable[[pa.Table], pd.DataFrame]
@@ -185,9 +212,10 @@ def _whole_groups(reader: Iterable[pa.RecordBatch], rows: int, convert: Callable
         yield convert(pa.Table.from_batches(pending).drop_columns([_FIRST]))
 
 
-def _pandas(table: pa.Table, path: Path) -> pd.DataFrame:
-    """An Arrow table from DuckDB as ``pandas.read_parquet`` gives the file's columns (DuckDB's Arrow
-    strings are large strings; the file's own types are restored)."""
+def _pandas(table: pa.Table, path: Path, names: Sequence[str]) -> pd.DataFrame:
+    """An Arrow table from DuckDB as ``pandas.read_parquet`` gives the file's columns ``names`` (DuckDB's
+    Arrow strings are large strings; the file's own names and types are restored)."""
+    table = table.rename_columns(list(names))
     schema = pq.read_schema(path)
     fields = [schema.field(name) for name in table.column_names]
     return table.cast(pa.schema(fields)).to_pandas()

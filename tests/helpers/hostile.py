@@ -11,8 +11,10 @@ photo: the face must be found); ``largest`` marks photos with several faces that
 
 from __future__ import annotations
 
+import csv
 import os
 import struct
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,18 @@ NAMES = (
     "symlink-loop", "broken-symlink", "named-pipe", "non-utf8-name", "script-name", "mathtext-name", "no-face",
     "six-faces", "mirror",
 )  # fmt: skip  (write_hostile_images writes them in this order)
+# Names of people, photos and attributes for the explorer's and the report's pages and file names
+# (``write_named_people``): markup, quotes, ``</script>``, bidi controls, line separators, names equal up to case
+# or Unicode normalisation, and 250-byte names (a file name made from one, plus a suffix, would pass 255 bytes).
+LONG_NAME = "Ω" * 125  # 250 bytes of UTF-8
+HOSTILE_PEOPLE = (
+    "Anna", "anna", unicodedata.normalize("NFC", "José"), unicodedata.normalize("NFD", "José"), LONG_NAME,
+    "\"'><img src=x onerror=alert(1)>", "</script><script>alert(2)</script>", "Evil\u202egnp.exe",
+    "line\u2028sep\u2029", "&amp; &lt;b&gt;", "../../escape",
+)  # fmt: skip
+HOSTILE_PHOTOS = ("é" * 123 + ".jpg", "\"'><img src=x onerror=alert(3)>.jpg", "bidi\u202egpj.jpg", "a\u2028b.jpg")
+HOSTILE_ATTRIBUTES = ("<i>group</i>", "(i)group(/i)", "Group", "group", "photos", "g" * 250)
+HOSTILE_VALUES = ("</script>\u2028<!--", "Zoë\u202e", "x")
 GOOD = ("cmyk-jpeg", "16bit-rgb-png", "16bit-grey-png", "palette-png-transparent", "greyscale-jpeg",
         *(f"exif-{o}" for o in range(1, 9)), "animated-gif", "multipage-tiff", "non-utf8-name", "script-name",
         "mathtext-name")
@@ -124,6 +138,29 @@ def write_hostile_images(folder: Path, faces: list[Path], bomb: bool = True) -> 
     mirror = np.hstack([face, face[:, ::-1]])  # the face and its reflection, side by side
     Image.fromarray(mirror).save(add("mirror", "mirror.jpg", r"2 faces found", face=True, largest=True), quality=95)
     return out
+
+
+def write_named_people(root: Path, people: list[Path], photos: int = 2) -> dict[str, list[str]]:
+    """A data folder ``root`` with a ``manifest.csv`` naming ``HOSTILE_PEOPLE``, each with ``photos`` links to
+    the photos of one folder of ``people`` (real single-face photos), in a folder of the person's name where a
+    file name can hold it (else ``person-<k>``), every other person's photos under ``HOSTILE_PHOTOS`` names;
+    every photo has each of ``HOSTILE_ATTRIBUTES``, valued from ``HOSTILE_VALUES``. Returns {person: paths}."""
+    rows, paths = [], {}
+    for k, (name, source) in enumerate(zip(HOSTILE_PEOPLE, people, strict=False)):
+        folder = name if "/" not in name else f"person-{k}"
+        (root / folder).mkdir(parents=True)
+        originals = sorted(source.iterdir())[:photos]
+        for j, photo in enumerate(originals):
+            file = HOSTILE_PHOTOS[(k + j) % len(HOSTILE_PHOTOS)] if k % 2 else photo.name
+            (root / folder / file).symlink_to(photo)
+            values = {a: HOSTILE_VALUES[(k + i) % len(HOSTILE_VALUES)] for i, a in enumerate(HOSTILE_ATTRIBUTES)}
+            rows.append({"path": f"{folder}/{file}", "identity": name, **values})
+            paths.setdefault(name, []).append(f"{folder}/{file}")
+    with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["path", "identity", *HOSTILE_ATTRIBUTES])
+        writer.writeheader()
+        writer.writerows(rows)
+    return paths
 
 
 # ----------------------------------------------------------------------------------- raw encoders
