@@ -8,6 +8,7 @@ the site's manifest does not list as current (``leam.explore.plan``). Nothing he
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from leam._io import write_file
-from leam._paths import check_outputs, claim_outputs
+from leam._io import folder_lock, write_file
+from leam._paths import MARKER, check_outputs, claim_outputs, marked_files
 from leam.errors import LeamError
 from leam.explore import maps, pages, people, plan, render, tasks
 from leam.explore.jobs import Job, file_stem
@@ -30,6 +31,7 @@ from leam.study.scan import per_chunk
 from leam.study.store import RunStore
 
 Progress = Callable[[int, int], None]
+LOCK = ".explore.lock"  # in the site folder: held by the one ``explore`` writing it
 INTRO = ("<p>Every identity of the run: per model, its <b>consensus map</b> (the mean of its photos' aggregate "
          "maps), the distance of that map from the <b>population prior</b> (the mean map of every other person's "
          "photos; EMD in pixels of the aligned face, on a {grid}×{grid} grid), the face regions of the consensus "
@@ -66,10 +68,19 @@ def explore(run_dir: str | Path, out: str | Path | None = None, workers: int = 1
     site = Path(out) if out is not None else Path(run_dir) / "explore"
     if site.exists() and not site.is_dir():
         raise LeamError(f"{site}: is a file; give --out the folder to write the explorer in")
+    check_site_folder(site, run_dir, manifest.get("config", {}).get("data"))
     check_outputs([site / "index.html", site / plan.MANIFEST], run=run_dir)  # a clash is named before any work
-    tables = store.tables()
-    if "images" not in tables:
+    if "images" not in store.tables():  # once made, a run's tables stay: this holds under the lock too
         raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
+    with store.reading(), folder_lock(site / LOCK, "writing this explorer site"):  # one writer; tables kept
+        return _write_site(store, manifest, site, workers, progress, start)
+
+
+def _write_site(store: RunStore, manifest: dict, site: Path, workers: int, progress: Progress | None,
+                start: float) -> ExploreResult:
+    """``explore`` once its outputs are checked, holding the site's lock and the run's tables'."""
+    run_dir = store.root
+    tables = store.tables()
     images, failures = tables["images"], tables.get("failures", pd.DataFrame())
     models = [str(m) for m in manifest.get("config", {}).get("models", [])]
     names = people.people(images, failures)
@@ -99,6 +110,39 @@ def explore(run_dir: str | Path, out: str | Path | None = None, workers: int = 1
     index = write_pages(site, manifest, tables, models, names, jobs, numbers, links, layers, with_prior, steps)
     plan.save(site, todo.manifest)
     return ExploreResult(site, index, len(names), len(todo.draw), files, time.perf_counter() - start)
+
+
+def check_site_folder(site: Path, run_dir: str | Path, data: str | None) -> None:
+    """Refuse (``LeamError``) a site folder among the photos it shows (the run's data folder or in it), and one
+    in the run folder other than a folder of its own directly in it (the default ``RUN/explore``; not the run
+    folder, nor its ``tables/`` or ``parts/``). Links are followed: ``SITE/people`` or ``SITE/img`` may not
+    lead there either."""
+    real, run = _real(site), _real(run_dir)
+    photos = _real(data) if data is not None else None
+    for folder in (site, site / "people", site / "img"):
+        r = _real(folder)
+        if photos is not None and (r == photos or photos in r.parents):
+            raise LeamError(f"{folder}: the run's data folder {data} or in it; the explorer goes outside the "
+                            "photos it shows: choose another --out")
+    if (real == run or run in real.parents) and (real.parent != run or (real.exists() and not _is_site(real))):
+        raise LeamError(f"{site}: the run folder, or one of its folders; in the run folder the explorer goes in a "
+                        f"new folder directly in it (the default: {Path(run_dir) / 'explore'}): choose another "
+                        "--out")
+    for sub in ("people", "img"):
+        r = _real(site / sub)
+        if (r == run or run in r.parents) and r != real / sub:
+            raise LeamError(f"{site / sub}: leads into the run folder {run_dir}, where the explorer writes only "
+                            "its own folder: choose another --out")
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _is_site(folder: Path) -> bool:
+    """Whether ``folder`` holds an explorer site leam wrote (its marker lists the index), or nothing but what a
+    stopped first run left (its lock, a marker)."""
+    return "index.html" in marked_files(folder) or {p.name for p in folder.iterdir()} <= {LOCK, MARKER}
 
 
 class Steps:
@@ -152,8 +196,8 @@ def person_numbers(run_dir: str, site: Path, jobs: list[Job], layers: dict[str, 
 def write_pages(site: Path, manifest: dict, tables: RunTables, models: list[str], names: list[str],
                 jobs: list[Job], numbers: dict[tuple[str, str], maps.Person], links: dict[str, pages.Link],
                 layers: dict[str, list[str]], priors: set[tuple[str, str]], step: Callable[[], None]) -> Path:
-    """Write ``index.html`` and every person's page (``priors``: the (identity, model) pairs with a population
-    prior); returns the index's path."""
+    """Write every person's page and then ``index.html`` (``priors``: the (identity, model) pairs with a
+    population prior); returns the index's path."""
     images = tables["images"]
     failures = tables.get("failures", pd.DataFrame())
     variability, var_p = people.variability(_top_shares(tables, manifest))
@@ -163,12 +207,12 @@ def write_pages(site: Path, manifest: dict, tables: RunTables, models: list[str]
     gain, occ_p = people.occlusion_gain(occlusion)
     per_model = people.per_model(numbers, variability, gain)
     table = people_table(images, names, per_model)
-    attributes = [c for c in table.columns if c not in ("identity", "photos", "unusual")]
+    attributes = [c.removeprefix("attr_") for c in table.columns if c.startswith("attr_")]
     data = str(manifest.get("config", {}).get("data", "?"))
     intro = INTRO.format(grid=maps.EMD_GRID, var=_percent(var_p), occ=_percent(occ_p))
-    index = site / "index.html"
-    write_file(index, pages.index_page(f"leam explorer · {data}", intro, glance_section(_glance(tables)), table,
-                                       per_model, models, attributes, links))
+    index = site / "index.html"  # written last: a site with an index is whole (a full disk stops it before)
+    index_html = pages.index_page(f"leam explorer · {data}", intro, glance_section(_glance(tables)), table,
+                                  per_model, models, attributes, links)
     by_job = {(j.identity, j.model): j for j in jobs}
     sizes = {m: tuple(manifest.get("models", {}).get(m, {}).get("input_size", (112, 112))) for m in models}
     photos = _groups(images, ["identity", "model"])
@@ -189,16 +233,18 @@ def write_pages(site: Path, manifest: dict, tables: RunTables, models: list[str]
                                  _summary(rows.get((name,), per_model.iloc[0:0]), mine), sections, mine)
         write_file(site / links[name].href, page)
         step()
+    write_file(index, index_html)
     return index
 
 
 def people_table(images: pd.DataFrame, names: list[str], per_model: pd.DataFrame) -> pd.DataFrame:
-    """One row per identity (photos, attributes, unusual), most unusual first (then by name)."""
+    """One row per identity (photos, ``attr_<name>`` per attribute, unusual), most unusual first (then by name);
+    an attribute may be called anything, ``photos`` or ``<i>g</i>`` too."""
     attrs = people.attributes(images)
     table = pd.DataFrame({"identity": names})
     table["photos"] = table["identity"].map(people.photo_counts(images)).fillna(0).astype(int)
     for a in attrs.columns:
-        table[a] = table["identity"].map(attrs[a]).fillna("")
+        table[f"attr_{a}"] = table["identity"].map(attrs[a]).fillna("")
     table["unusual"] = table["identity"].map(people.unusualness(per_model))
     return table.sort_values(["unusual", "identity"], ascending=[False, True], na_position="last", kind="stable")
 
@@ -231,7 +277,7 @@ def _percent(p: float | None) -> str:
 
 
 def _facts(row: pd.Series, attributes: list[str]) -> str:
-    said = [f"{esc(a)}: {esc(row[a] or 'unknown')}" for a in attributes]
+    said = [f"{esc(a)}: {esc(row[f'attr_{a}'] or 'unknown')}" for a in attributes]
     return f"<p>{int(row['photos'])} photos · " + " · ".join(said) + "</p>" if said else \
         f"<p>{int(row['photos'])} photos</p>"
 

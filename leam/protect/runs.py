@@ -16,6 +16,7 @@ Reading a run loads no model (the report reads it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ import pandas as pd
 
 from leam.errors import LeamError
 from leam.protect.summary import summarise_protection
-from leam.study.store import BACKUP, CHECKSUMS, RunStore, atomic_write, unit_dir_name
+from leam.study.run_tables import RunTables
+from leam.study.store import BACKUP, CHECKSUMS, RunStore, unit_dir_name
 
 KIND = "protect-eval"
 TABLES = ("results", "failures")
@@ -38,6 +40,10 @@ class ProtectStore(RunStore):
     table_names = TABLES
     arrays_name = "examples.npz"
 
+    def derived_files(self, tables: RunTables) -> dict[str, bytes]:
+        """The tables and the summary as CSV, written within the consolidation."""
+        return {f"{name}.csv": df.to_csv(index=False).encode() for name, df in _with_summary(tables).items()}
+
 
 def unit_name(identity: str) -> str:
     return unit_dir_name(identity)
@@ -45,14 +51,11 @@ def unit_name(identity: str) -> str:
 
 def consolidate(store: ProtectStore, identities: list[str]) -> dict[str, pd.DataFrame]:
     """The done identities' rows (in the planned order) into ``tables/``: Parquet (``RunStore.consolidate``)
-    and CSV, with the summary."""
-    out = _with_summary(store.consolidate([unit_name(n) for n in identities]))
-    for name, df in out.items():
-        atomic_write(store.root / "tables" / f"{name}.csv", df.to_csv(index=False).encode())
-    return out
+    and CSV, with the summary (``ProtectStore.derived_files``)."""
+    return _with_summary(store.consolidate([unit_name(n) for n in identities]))
 
 
-def _with_summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def _with_summary(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     out = {name: tables.get(name, pd.DataFrame()) for name in TABLES}
     out["summary"] = summarise_protection(out["results"])
     return out
@@ -70,15 +73,16 @@ def read_manifest(store: ProtectStore) -> dict | None:
 def read_run(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame], dict[str, np.lib.npyio.NpzFile]]:
     """(manifest with ``done``: the done identities, tables (results, failures, summary), {identity: examples})
     of a run folder, for the report; every part is checked against its done marker, the tables against
-    ``tables/checksums.json``."""
+    ``tables/checksums.json``, all read under the tables' lock (``RunStore.reading``)."""
     store = ProtectStore(out)
     manifest = read_manifest(store)
     if manifest is None:
         raise LeamError(f"{out}: no run.json of `leam protect-eval`")
-    done = [n for n in manifest["identities"] if store.is_done(unit_name(n))]
-    examples = {}
-    for n in done:
-        z = store.unit_arrays(unit_name(n))
-        if z is not None and "original" in z.files:
-            examples[n] = z
-    return {**manifest, "done": done}, _with_summary(store.tables()), examples
+    with store.reading():
+        done = [n for n in manifest["identities"] if store.is_done(unit_name(n))]
+        examples = {}
+        for n in done:
+            z = store.unit_arrays(unit_name(n))
+            if z is not None and "original" in z.files:
+                examples[n] = z
+        return {**manifest, "done": done}, _with_summary(store.tables()), examples

@@ -38,7 +38,7 @@ from leam.protect.core import ProtectConfig, protect_photo
 from leam.protect.evaluate import evaluate_photo, visible_change
 from leam.protect.mask import consensus_map, leam_aggregates
 from leam.protect.methods import list_methods, method_spec
-from leam.protect.person import ensemble_name, load_photo, references_for
+from leam.protect.person import embed_all, ensemble_name, load_photo, references_for
 from leam.protect.runs import RUN_FILES, ProtectStore, consolidate, read_manifest, read_run, unit_name
 from leam.protect.save import save_like, source_format
 from leam.study.inputs import identity_inputs
@@ -120,7 +120,7 @@ def protect_identity(config: EvalConfig, models: dict[str, FaceModel], identity:
         failures.append({"identity": identity, "image": "", "reason": f"{len(usable)} usable photo(s); 2 needed"})
         return {"results": pd.DataFrame(), "failures": pd.DataFrame(failures)}, {}
     people = [u for _, u in usable]
-    emb = {m.spec.name: m.embed(np.stack([u.aligned[m.spec.name].chip for u in people])) for m in all_models}
+    emb = embed_all(all_models, people)
     refs = [references_for(i, emb) for i in range(len(people))]
     needs_all = any(method_spec(m).needs_consensus for m in config.methods)
     mapped = range(len(people)) if needs_all else range(min(config.photos, len(people)))
@@ -163,7 +163,8 @@ def protect_identity(config: EvalConfig, models: dict[str, FaceModel], identity:
                 info = {**base, "ensemble": ensemble_name(ens), "held_out": "+".join(held), "method": p.method,
                         "budget": p.budget, "mask_pixels": int(p.mask.sum()), "epsilon": p.epsilon,
                         "objective": p.objective, "seconds": seconds, **change}
-                for r in evaluate_photo(saved, person.face.box, all_models, refs[i], config.detector):
+                for r in evaluate_photo(saved, person.face.box, all_models, refs[i], config.detector,
+                                        f"{person.path} ({p.method}, {p.budget:g} %)"):
                     rows.append({**info, "seen": r["model"] in ens, **r})
                 if i == 0 and k == 0:
                     examples[f"{p.method}/{p.budget:g}"] = _crop(saved, person.face.box)
@@ -189,8 +190,9 @@ def run_protect_eval(config: EvalConfig, out: str | Path,
         if name not in config.model_files:
             model_spec(name)
     identities = select_identities(config)
-    check_run_folder(out, config.data, RUN_FILES)
-    read_manifest(store)  # another kind of run is refused before anything is written
+    with store.before_lock():  # another evaluation starting on ``out`` is named as the lock names it
+        check_run_folder(out, config.data, RUN_FILES)
+        read_manifest(store)  # another kind of run is refused before anything is written
     with store.lock():
         manifest = read_manifest(store)
         wanted = config.to_dict()

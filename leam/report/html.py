@@ -23,6 +23,7 @@ from leam.report import page as pages
 from leam.report import plots
 from leam.report.faithfulness import faithfulness_body
 from leam.report.page import esc, img, note
+from leam.report.scorecard import model_sizes, scorecard, scorecard_body
 from leam.report.tables import format_value, summarise_study, table_files, write_tables
 from leam.study import stats
 from leam.study.run_tables import RunTables
@@ -31,6 +32,7 @@ from leam.study.store import RunStore, unit_dir_name
 EXAMPLES = 6  # identities shown with their maps
 IDENTITY_ROWS = 60  # the identities table is shown in the page up to this many identities
 SECTIONS = {
+    "scorecard": "Scorecard: the reference study's claims",
     "glance": "At a glance", "setup": "Set-up", "similarity": "Map similarity: same vs different identities",
     "occlusion": "Validation by occlusion", "transfer": "Transfer across models", "regions": "Face regions",
     "faithfulness": "Faithfulness", "groups": "Groups", "examples": "Example identities", "failures": "Failures",
@@ -50,12 +52,19 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
     if out.is_dir():
         raise LeamError(f"{out}: is a folder; give --out the HTML file to write, e.g. {out / 'report.html'}")
     check_outputs([out], run=run_dir)  # before reading the tables: a clash is named at once
+    with store.reading():  # no consolidation rewrites the tables while the report reads them
+        return _write_report(store, run_dir, manifest, out)
+
+
+def _write_report(store: RunStore, run_dir: str | Path, manifest: dict, out: Path) -> Path:
+    """``write_report`` once its output is checked, under the tables' lock."""
     tables = store.tables()
     if "images" not in tables:
         raise LeamError(f"{run_dir}: the run has no tables yet; run `leam study` on it to the end first")
     timings = store.timings()  # the done markers, checked like the tables before anything is written
     with tempfile.TemporaryDirectory(prefix="leam-report-") as spill:
         summaries = summarise_study(tables, Path(spill))
+        summaries = {"scorecard": scorecard(summaries, model_sizes(manifest)), **summaries}
         planned = [out, *(f for name in summaries for f in table_files(name, out.parent / "report_tables"))]
         claim_outputs(check_outputs(planned, run=run_dir))
         files = write_tables(summaries, out.parent / "report_tables")
@@ -63,6 +72,7 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
     with warnings.catch_warnings():  # names in scripts the font lacks (東京) are boxes in figures; tables show them
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
         parts = [
+            section("scorecard", scorecard_body(summaries["scorecard"])),
             glance_section(summaries),
             _setup(manifest, tables, small, summaries, timings),
             _similarity(tables, summaries),

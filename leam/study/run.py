@@ -64,10 +64,11 @@ def run_study(
     check_engine(engine, address)
     device = resolve_device(device)
     check_study(config)
-    check_run_folder(out, config.data, (RUN_MANIFEST, BACKUP))  # not among the photos, nor over others' files
     wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
     store = RunStore(out)
-    check_resume(out, store.read_manifest(), wanted)
+    with store.before_lock():  # another study starting on ``out`` is named as the lock names it
+        check_run_folder(out, config.data, (RUN_MANIFEST, BACKUP))  # not among the photos, nor over others' files
+        check_resume(out, store.read_manifest(), wanted)
     CACHE.dataset(config.data)
     if engine == "ray":
         start_ray(address)
@@ -120,7 +121,7 @@ def run_study(
                 if notify:
                     _say_fallbacks(store, unit, fallbacks, notify)
         units = [DATA_UNIT] + [unit_name(u) for phase in phases for u in phase]
-        tables = store.consolidate(units)
+        tables = store.consolidate(units, notify)
         manifest["finished"] = True
         manifest["counts"] = {k: tables.rows(k) for k in tables}
         session.update(finished=_now(), seconds=round(time.perf_counter() - started, 3))

@@ -5,6 +5,8 @@ Layout::
     RUN/run.json                     config, leam version, model specs, sessions; written when the run starts
     RUN/run.json.bak                 a copy of run.json, written after it: read when run.json is damaged
     RUN/.lock                        held (flock) by the one process working on the run
+    RUN/tables/.lock                 held by a consolidation (exclusive) and by readers of the tables (shared)
+    RUN/tables/.consolidating        present while the tables are rewritten: a reader refuses them
     RUN/parts/<unit>/<table>.parquet one file per table per unit of work
     RUN/parts/<unit>/maps.npz        the unit's maps and chips (compressed)
     RUN/parts/<unit>/done.json       written last: the unit is complete
@@ -12,10 +14,12 @@ Layout::
     RUN/tables/checksums.json        the tables' sizes and SHA-256, written before they are put in place
 
 Every file is written to a temporary file and renamed into place, so a reader sees a whole file or
-none. A unit killed half-way has no ``done.json`` and is redone from scratch; ``done.json`` lists the
-unit's files with their sizes and SHA-256, so a unit whose file was later cut short, lost or damaged
-(a copy cut short, a disk error, flipped bytes) is redone too; a temporary file left by a kill is never
-read and is removed on resume. ``done.json``, ``run.json`` and ``checksums.json`` carry a checksum of
+none; a reader of the tables (``reading``) holds their lock, so a consolidation waits for it and it never
+reads the tables of two consolidations as one, nor those of one killed half-way (``.consolidating``). A unit
+killed half-way has no ``done.json`` and is redone from scratch; ``done.json`` lists the unit's files
+with their sizes and SHA-256, so a unit whose file was later cut short, lost or damaged (a copy cut short,
+a disk error, flipped bytes) is redone too; a temporary file left by a kill is never read and is removed on
+resume. ``done.json``, ``run.json`` and ``checksums.json`` carry a checksum of
 their own content (``sealed``): a damaged marker makes its unit redone, a damaged ``run.json`` is read
 from its copy, and damaged tables are refused by their readers, naming the file, until ``leam study``
 rebuilds them. Files written before leam kept checksums (a ``done.json`` with sizes only, a run without
@@ -25,7 +29,6 @@ raises ``RunWriteError``: one line, and the run resumes where it stopped once th
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -34,14 +37,14 @@ import re
 import shutil
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from leam._io import parquet_bytes, write_file, write_temporary
+from leam._io import FolderLockedError, check_unlocked, folder_lock, parquet_bytes, write_file, write_temporary
 from leam.errors import LeamError
 from leam.study.checksums import read_sealed, read_sealed_bytes, sealed, sha256_bytes, sha256_file
 from leam.study.run_tables import RunTables, concatenate_parquet, one_line
@@ -59,9 +62,9 @@ REBUILD = ("run `{command}` with the run's options again: it rebuilds the tables
            "damaged part)")
 
 
-class RunLockedError(LeamError):
-    """Another process is working on the same run folder."""
-
+RunLockedError = FolderLockedError  # another process is working on the same run folder
+CONSOLIDATING = ".consolidating"  # in tables/ while a consolidation rewrites them
+RUN_WORK = "working on this run"  # what the holder of a run's lock does
 
 class RunWriteError(LeamError):
     """A file of the run could not be written (disk full, file-size limit, permissions)."""
@@ -115,22 +118,26 @@ class RunStore:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run's lock; a second process gets ``RunLockedError`` at once."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                raise RunLockedError(
-                    f"{self.root}: another leam process (pid {holder}) is working on this run; "
-                    "wait for it to finish or stop it"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with folder_lock(self.root / ".lock", RUN_WORK):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
+
+    @contextmanager
+    def before_lock(self) -> Iterator[None]:
+        """Checks of the run folder made before its lock is taken (so that a mistake writes nothing): one that
+        fails while another process holds the lock, whose files may have appeared meanwhile, is refused as the
+        lock refuses (``RunLockedError``)."""
+        try:
+            yield
+        except LeamError:
+            check_unlocked(self.root / ".lock", RUN_WORK)
+            raise
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Within the block the run's tables stay as they are (a shared lock on them: ``consolidate`` waits);
+        while a consolidation writes them, ``RunLockedError`` at once, naming the folder and its pid."""
+        with folder_lock(self.root / "tables" / ".lock", "writing this run's tables", shared=True):
+            yield
 
     def read_manifest(self) -> dict | None:
         """``run.json`` (without its checksum), or its copy ``run.json.bak`` when run.json is damaged; None
@@ -315,15 +322,32 @@ class RunStore:
             n += 1
         return n
 
-    def consolidate(self, units: list[str]) -> RunTables:
+    def consolidate(self, units: list[str], notify: Callable[[str], None] | None = None) -> RunTables:
         """Concatenate the done units' tables in the given (planned) order into ``tables/``, streaming: a
         unit's rows are read, appended to the table's file and let go, so memory is bounded by a few units,
-        not by the run. Each table is written to a temporary file, then ``checksums.json`` with their sizes
-        and SHA-256, then the tables are renamed into place (so that tables of two consolidations never pass
-        as one); returns the tables as a reader of the run sees them (``tables``)."""
+        not by the run. Holds the tables' lock (waiting for their readers, told to ``notify``) and marks them
+        ``.consolidating`` until every table and ``derived_files`` is in place, so that no reader takes tables
+        of two consolidations, or of one killed half-way, as whole; returns the tables as a reader of the run
+        sees them (``tables``)."""
         folder = self.root / "tables"
-        folder.mkdir(parents=True, exist_ok=True)
-        done = [u for u in units if self.is_done(u)]
+        say = notify or (lambda line: None)
+        with folder_lock(folder / ".lock", "writing this run's tables", waiting=lambda _: say(
+                f"{folder}: waiting for the leam processes reading these tables (leam report, explore) to finish")):
+            atomic_write(folder / CONSOLIDATING, str(os.getpid()).encode())
+            self._write_tables(folder, [u for u in units if self.is_done(u)])
+            for name, data in self.derived_files(self._tables(folder)).items():
+                atomic_write(folder / name, data)
+            (folder / CONSOLIDATING).unlink()
+        return self.tables()
+
+    def derived_files(self, tables: RunTables) -> dict[str, bytes]:
+        """{name: bytes} of the files of ``tables/`` made from the consolidated tables, written as part of the
+        consolidation (``leam protect-eval``'s CSVs); none for a study."""
+        return {}
+
+    def _write_tables(self, folder: Path, done: list[str]) -> None:
+        """The done units' tables, each to a temporary file, then ``checksums.json`` with their sizes and
+        SHA-256, then the tables renamed into place."""
         staged: dict[Path, Path] = {}
         sizes, sums = {}, {}
         try:
@@ -348,13 +372,22 @@ class RunStore:
         finally:
             for tmp in staged.values():
                 tmp.unlink(missing_ok=True)
-        return self.tables()
 
     def tables(self) -> RunTables:
         """The consolidated tables, each checked against ``tables/checksums.json`` (a damaged or missing
         table raises ``LeamError`` naming the file and how to rebuild it) and read when asked for: as a
-        whole frame (``tables[name]``) or out of core (``tables.scan(name)``)."""
+        whole frame (``tables[name]``) or out of core (``tables.scan(name)``). Tables being rewritten, or
+        left half-rewritten by a killed consolidation, are refused in one line; a reader that reads them
+        over a while holds ``reading``."""
         folder = self.root / "tables"
+        if (folder / CONSOLIDATING).exists():
+            with self.reading():  # refused while the consolidation runs
+                pid = (folder / CONSOLIDATING).read_text(errors="replace").strip() or "?"
+                raise LeamError(f"{folder}: `{self.command}` (pid {pid}) was stopped while it rewrote these tables, "
+                                f"so they may mix two versions; {self.rebuild}")
+        return self._tables(folder)
+
+    def _tables(self, folder: Path) -> RunTables:
         listing = None
         if (folder / CHECKSUMS).exists():
             listing = read_sealed(folder / CHECKSUMS, frozenset())

@@ -25,6 +25,7 @@ import pandas as pd
 from leam.data.dataset import load_dataset
 from leam.models import FaceModel
 from leam.models.choice import ModelChoice, choice_from_record, load_model_choice
+from leam.models.external import SlowModelWarning
 from leam.models.inference import ForwardsFallback, gradient_free_embed
 from leam.parse import FaceParser, create_parser
 from leam.study import faithfulness
@@ -272,6 +273,7 @@ def execute(root: str, config_dict: dict, unit: Unit, device: str = "cpu") -> Un
     not warned in every process."""
     with unit_threads(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ForwardsFallback)
+        warnings.simplefilter("ignore", SlowModelWarning)  # said once, when the study checked its models
         return _execute(root, config_dict, unit, device)
 
 
