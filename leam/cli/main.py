@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from leam import __version__
-from leam._io import text_name
+from leam._io import shown, text_name
 from leam.cli import (
     demo,
     embed,
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except LeamError as exc:
-        print(f"leam: error: {exc}", file=sys.stderr)
+        print(f"leam: error: {shown(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("leam: interrupted", file=sys.stderr)
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except OSError as exc:  # the system refused something (disk full, permissions, ...): one line, no traceback
         where = f"{text_name(str(exc.filename))}: " if exc.filename else ""
-        print(f"leam: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"leam: error: {shown(where)}{exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

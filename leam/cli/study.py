@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from leam._io import shown
 from leam.cli._common import (
     add_detector_option,
     add_face_option,
@@ -129,11 +130,12 @@ def run(args: argparse.Namespace) -> int:
     config = study_config(args)
     with first_interrupt_only(), phase_bars() as progress:
         tables = run_study(config, args.out, workers=args.workers, engine=args.engine, address=args.address,
-                           device=args.device, progress=progress, notify=lambda line: print(line, file=sys.stderr))
+                           device=args.device, progress=progress,
+                           notify=lambda line: print(shown(line), file=sys.stderr))
     images = tables["images"]
     explained = int((images["role"] == "explained").sum()) if len(images) else 0
-    print(f"{explained} photo × model maps, {failure_summary(tables['failures'])}; tables in "
-          f"{Path(args.out) / 'tables'}/ (run `leam report {args.out}` for the report)")
+    print(shown(f"{explained} photo × model maps, {failure_summary(tables['failures'])}; tables in "
+                f"{Path(args.out) / 'tables'}/ (run `leam report {args.out}` for the report)"))
     return 0
 
 

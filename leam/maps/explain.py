@@ -57,7 +57,7 @@ def explain_face(
     references: Sequence[str] = (),
 ) -> Explanation:
     """LEAM maps of ``face`` against the ``reference`` embedding (D,)."""
-    layers = list(layers or model.spec.default_layers)
+    layers = [layers] if isinstance(layers, str) else list(layers or model.spec.default_layers)
     engine = LEAM(model.net, layers, direction=direction, name=model.spec.name)
     x = model.chips_to_tensor(face.chip[None])
     ref = torch.as_tensor(np.asarray(reference, dtype=np.float32))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from collections.abc import Callable
 
 import pandas as pd
+
+from leam._io import HIDDEN, shown  # noqa: F401  (re-exported: the explorer shows names as the report does)
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-top:.6em}h3{font-size:1.05em;margin-top:1.4em}
@@ -25,22 +26,6 @@ nav a{margin-right:.9em}.row{display:flex;flex-wrap:wrap;gap:0 2.5em;align-items
 img.thumb{height:150px;width:auto}img.chart{height:170px;width:auto}img.wide{height:260px;width:auto}"""
 
 Cell = Callable[[object, object], str]  # (column, value) → the cell's text, before escaping
-
-
-# Characters that are not seen but change what is: bidi embeddings, overrides and isolates (a name could turn
-# the text after it around, or show "gpj.exe" as "exe.jpg"), control characters other than white space, the
-# line and paragraph separators, and the zero-width space, word joiner and byte order mark
-HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060\u2066-\u2069\ufeff]")
-
-
-def shown(text: str) -> str:
-    """``text`` with its ``HIDDEN`` characters written as ``\\uXXXX``, as ``leam._io.text_name`` writes bytes
-    that are not UTF-8 as ``\\xNN``: what a page shows of a name is what the name holds.
-
-    >>> print(shown("Evil\\u202egpj.exe"))
-    Evil\\u202egpj.exe
-    """
-    return HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def esc(text: object) -> str:

@@ -205,3 +205,12 @@ def test_regions_table_and_figure(tmp_path: Path) -> None:
     assert set(table["layer"]) == {*json.loads((tmp_path / "summary.json").read_text())["layers"], "aggregate"}
     assert Image.open(tmp_path / "regions.png").size[0] > 1000
     assert "top 1%" in r.stdout and "nose" in r.stdout
+
+
+def test_a_name_with_terminal_controls_is_shown_escaped(tmp_path):
+    """A photo named with an escape sequence and a right-to-left override reaches the terminal as text."""
+    name = tmp_path / "evil\x1b[2J\u202egpj.jpg"
+    name.write_bytes(b"not an image")
+    p = leam("explain", str(name), "--reference", str(name), "--out", str(tmp_path / "out"))
+    assert p.returncode == 1 and "\x1b" not in p.stderr and "\u202e" not in p.stderr, p.stderr
+    assert "evil\\u001b[2J\\u202egpj.jpg" in p.stderr

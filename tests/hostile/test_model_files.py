@@ -264,8 +264,12 @@ def test_mismatched_bisenet_state_dict(capsys, photo, tmp_path) -> None:
 _OPENED: list[str] | None = None  # while a list: every path Python code opens (audit hook "open")
 
 
+WRITER = "fifo-writer"  # the test's own thread (``unblocking_writer``): what it opens is not leam's
+
+
 def _record_opens(event: str, args: tuple) -> None:
-    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+    if (event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike))
+            and threading.current_thread().name != WRITER):
         _OPENED.append(os.path.realpath(os.fsdecode(args[0])))
 
 
@@ -301,7 +305,7 @@ def unblocking_writer(fifo: Path) -> Iterator[list[bool]]:
             os.close(fd)
             return
 
-    thread = threading.Thread(target=watch, daemon=True)
+    thread = threading.Thread(target=watch, daemon=True, name=WRITER)
     thread.start()
     try:
         yield seen
