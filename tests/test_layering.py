@@ -46,6 +46,8 @@ TORCH_FREE = (
     "leam.metrics.paired",
     "leam.study.faithfulness_stats",
     "leam.report.faithfulness",
+    "leam.report.claims",
+    "leam.report.scorecard",
     "leam.explore",
     "leam.explore.jobs",
     "leam.explore.people",

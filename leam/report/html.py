@@ -32,7 +32,7 @@ from leam.study.store import RunStore, unit_dir_name
 EXAMPLES = 6  # identities shown with their maps
 IDENTITY_ROWS = 60  # the identities table is shown in the page up to this many identities
 SECTIONS = {
-    "scorecard": "Scorecard: the reference study's claims",
+    "scorecard": "Scorecard: claims of the reference study",
     "glance": "At a glance", "setup": "Set-up", "similarity": "Map similarity: same vs different identities",
     "occlusion": "Validation by occlusion", "transfer": "Transfer across models", "regions": "Face regions",
     "faithfulness": "Faithfulness", "groups": "Groups", "examples": "Example identities", "failures": "Failures",
