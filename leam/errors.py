@@ -42,3 +42,8 @@ class DegenerateReferenceError(LeamError):
 class NonFiniteError(LeamError):
     """A model gave NaN or Inf (an embedding, a gradient, a map) for a photo: no number made from it means
     anything, so leam refuses the photo instead of printing or storing it."""
+
+
+class UsageError(LeamError, ValueError):
+    """The Python API called with an argument out of its range (an unknown direction or method, images of the
+    wrong shape): leam's own error, and a ``ValueError`` as before."""

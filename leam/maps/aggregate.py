@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import torch
 
+from leam.errors import UsageError
+
 AGGREGATIONS = ("mean", "max", "early")
 # The map ``explain``, ``regions``, ``study`` and ``demo`` show unless told otherwise (with ``DEFAULT_DIRECTION``):
 # the early layers' mean in the similarity objective, whose top pixels lowered the cosine more than the reference
@@ -31,9 +33,9 @@ def aggregate_maps(maps: Mapping[str, torch.Tensor], method: str = "mean") -> to
     ``EARLY_LAYERS`` layers (all of them when there are fewer), whose own maps matter most in occlusion.
     """
     if method not in AGGREGATIONS:
-        raise ValueError(f"expected aggregation in {AGGREGATIONS}, got {method!r}")
+        raise UsageError(f"expected aggregation in {AGGREGATIONS}, got {method!r}")
     if not maps:
-        raise ValueError("no maps to aggregate")
+        raise UsageError("no maps to aggregate")
     values = list(maps.values())
     if method == "early":
         values = values[:EARLY_LAYERS]

@@ -22,7 +22,7 @@ from torch import nn
 
 from leam._finite import check_finite
 from leam._torch_state import preserved_state
-from leam.errors import DegenerateReferenceError, LayerError
+from leam.errors import DegenerateReferenceError, LayerError, UsageError
 from leam.maps.aggregate import aggregate_maps, minmax_normalize
 from leam.maps.hooks import capture_activations, resolve_layers
 from leam.maps.methods import CAM_METHODS
@@ -61,16 +61,16 @@ class AttributionResult:
     def aggregate(self, method: str, aggregation: str = "mean") -> torch.Tensor:
         """(N, H, W) in [0, 1]: mean (or max) over layers of ``method``'s normalised maps."""
         if method not in self.maps:
-            raise ValueError(f"expected method in {tuple(self.maps)}, got {method!r}")
+            raise UsageError(f"expected method in {tuple(self.maps)}, got {method!r}")
         return aggregate_maps(self.maps[method], aggregation)
 
 
 def _check_methods(methods: Sequence[str]) -> list[str]:
     unknown = [m for m in methods if m not in CAM_METHODS]
     if unknown:
-        raise ValueError(f"expected methods in {tuple(CAM_METHODS)}, got {', '.join(map(repr, unknown))}")
+        raise UsageError(f"expected methods in {tuple(CAM_METHODS)}, got {', '.join(map(repr, unknown))}")
     if len(set(methods)) != len(methods):
-        raise ValueError(f"methods repeat: {list(methods)}")
+        raise UsageError(f"methods repeat: {list(methods)}")
     return list(methods)
 
 
@@ -114,12 +114,12 @@ class Attribution:
         name: str | None = None,
     ) -> None:
         if direction not in DIRECTIONS:
-            raise ValueError(f"expected direction in {DIRECTIONS}, got {direction!r}")
+            raise UsageError(f"expected direction in {DIRECTIONS}, got {direction!r}")
         self.methods = _check_methods(methods)
         if not self.methods and not saliency:
-            raise ValueError("expected at least one method or saliency=True")
+            raise UsageError("expected at least one method or saliency=True")
         if self.methods and not layers:
-            raise ValueError("expected at least one layer")
+            raise UsageError("expected at least one layer")
         resolve_layers(net, layers)  # fail early on unknown names
         self.net = net
         self.layers = list(layers)
@@ -140,14 +140,14 @@ class Attribution:
         reference or its maps hold NaN or Inf.
         """
         if images.dim() != 4:
-            raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
+            raise UsageError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
         device = next((p.device for p in self.net.parameters()), images.device)
         images = images.to(device)
         reference = reference.detach().to(device, images.dtype)
         if reference.dim() == 1:
             reference = reference.expand(images.shape[0], -1)
         if reference.shape[0] != images.shape[0]:
-            raise ValueError(f"expected {images.shape[0]} references, got {reference.shape[0]}")
+            raise UsageError(f"expected {images.shape[0]} references, got {reference.shape[0]}")
         layers = self.layers if self.methods else []
         check_finite(reference.cpu().numpy(), self.name, names, what="reference embedding")
 

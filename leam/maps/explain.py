@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from leam._io import text_name
-from leam.errors import DegenerateReferenceError
+from leam.errors import DegenerateReferenceError, UsageError
 from leam.face import AlignedFace, align_file, align_photo
 from leam.maps.aggregate import DEFAULT_AGGREGATION
 from leam.maps.attribution import DEFAULT_DIRECTION
@@ -43,7 +43,7 @@ def embed_faces(model: FaceModel, faces: Sequence[AlignedFace]) -> np.ndarray:
 def reference_embedding(model: FaceModel, faces: Sequence[AlignedFace]) -> np.ndarray:
     """The reference for LEAM: one face's embedding, or the mean over several faces of a person."""
     if not faces:
-        raise ValueError("expected at least one reference face")
+        raise UsageError("expected at least one reference face")
     return embed_faces(model, faces).mean(axis=0)
 
 

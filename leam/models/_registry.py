@@ -12,7 +12,7 @@ from torch import nn
 
 from leam._finite import check_finite
 from leam._torch_state import preserved_state
-from leam.errors import ModelError
+from leam.errors import ModelError, UsageError
 from leam.face.templates import AlignmentTemplate  # re-exported: leam.models.AlignmentTemplate
 
 
@@ -62,7 +62,7 @@ class FaceModel:
             chips = chips[None]
         h, w = self.spec.input_size
         if chips.ndim != 4 or chips.shape[1:] != (h, w, 3):
-            raise ValueError(f"expected chips of shape (N, {h}, {w}, 3), got {chips.shape}")
+            raise UsageError(f"expected chips of shape (N, {h}, {w}, 3), got {chips.shape}")
         return torch.from_numpy(np.ascontiguousarray(chips)).to(self.device).permute(0, 3, 1, 2).float()
 
     @torch.no_grad()

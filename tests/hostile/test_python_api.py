@@ -221,3 +221,22 @@ def test_an_error_inside_the_forward_leaves_the_model_as_it_was(training, faces,
         done = pool.submit(explain_face, model, faces[0], reference)
         assert done.result(timeout=120).cosine > 0
     assert_as_the_caller_left_it(model.net)
+
+
+@pytest.mark.parametrize(("call", "pattern"), [
+    (lambda m, x, r: LEAM(m.net, ["stem"], direction="sideways"), "expected direction in"),
+    (lambda m, x, r: LEAM(m.net, ["stem"])(x[0], r), r"expected images of shape \(N, C, H, W\)"),
+    (lambda m, x, r: LEAM(m.net, ["stem"])(x, torch.stack([r, r, r])), "expected 1 references, got 3"),
+    (lambda m, x, r: LEAM(m.net, ["stem"])(x, r).aggregate("median"), "expected aggregation in"),
+    (lambda m, x, r: m.embed(np.zeros((1, 50, 50, 3), np.uint8)), r"expected chips of shape \(N, \d+, \d+, 3\)"),
+    (lambda m, x, r: reference_embedding(m, []), "at least one reference face"),
+])
+def test_misused_arguments_are_leams_own_errors(model, faces, reference, call, pattern) -> None:
+    """Each is a ``UsageError``: a ``LeamError`` (the CLI's one line) and a ``ValueError`` (as before)."""
+    from leam.errors import LeamError, UsageError
+
+    x = model.chips_to_tensor(faces[0].chip[None])
+    with pytest.raises(UsageError, match=pattern) as caught:
+        call(model, x, torch.as_tensor(reference))
+    assert isinstance(caught.value, LeamError) and isinstance(caught.value, ValueError)
+    assert not hooked(model.net)
