@@ -17,6 +17,7 @@ from leam.cli import (
     layers,
     models,
     parse,
+    person,
     protect,
     protect_eval,
     regions,
@@ -34,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-COMMANDS = (explain, regions, parse, embed, layers, models, demo, study, report, explore, verify, protect, protect_eval)
+COMMANDS = (explain, person, regions, parse, embed, layers, models, demo, study, report, explore, verify, protect,
+            protect_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

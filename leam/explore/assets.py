@@ -18,6 +18,7 @@ th[data-type]{cursor:pointer}th[aria-sort=ascending]::after{content:" \\25B2"}
 th[aria-sort=descending]::after{content:" \\25BC"}
 .controls{display:flex;flex-wrap:wrap;gap:.5em 1.2em;align-items:center;margin:.6em 0}
 .pics{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}figure{margin:0}
+.specific.unvalidated h3{color:#a33}.specific{border-left:3px solid #ccc;padding-left:.8em}
 figcaption{font-size:.8em;color:#555;max-width:170px}td.photo{min-width:9em;max-width:14em;overflow-wrap:anywhere}
 h1,nav{overflow-wrap:anywhere}#people td:first-child{max-width:18em;overflow-wrap:anywhere}
 </style>"""

@@ -29,6 +29,11 @@ class Job:
         return f"{file_stem(self.identity)}/{file_stem(self.model)}"
 
 
+def population_unit(model: str) -> str:
+    """The folder name of a model's population unit (``leam study --faithfulness``), as the study names it."""
+    return unit_dir_name("population", model, "")
+
+
 def file_stem(name: str) -> str:
     """A file-system-safe, stable and unique name for an identity or a model of any spelling (a readable part
     and a hash of the name: the same name gives the same file on every run, whoever else is in the run)."""

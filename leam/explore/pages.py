@@ -136,16 +136,21 @@ def person_page(identity: str, facts: str, prev: Link | None, next_: Link | None
 
 
 def model_section(k: int, model: str, job: Job | None, person: Person | None, photos: pd.DataFrame,
-                  occlusion: pd.DataFrame, layers: Sequence[str], size: tuple[int, int], prior: bool) -> str:
+                  occlusion: pd.DataFrame, layers: Sequence[str], size: tuple[int, int], prior: bool,
+                  specific: SpecificView | None = None) -> str:
     """A model's part of a person's page: consensus, population and (with a ``prior``) difference pictures,
-    region shares against the population's, occlusion drops (the person's rows of ``people.occlusion``), and
-    every photo with its aggregate and layer maps (``photos``: the person's image rows of the model; ``job``
-    None: no pictures of the model)."""
+    (with ``specific``) the consensus, the prior and the specific map side by side with its validation, region
+    shares against the population's, occlusion drops (the person's rows of ``people.occlusion``), and every
+    photo with its aggregate and layer maps (``photos``: the person's image rows of the model; ``job`` None: no
+    pictures of the model)."""
     head = f'<section id="model-{k}"><h2>{esc(model)}</h2>'
     if job is None or person is None:
         return head + note("No maps of this person under this model (every photo failed, or the run's parts/ "
                            "folder lacks the unit).") + "</section>"
-    parts = [head, _pictures(job, model, size, prior), _shares(person)]
+    parts = [head, _pictures(job, model, size, prior)]
+    if specific is not None and prior:
+        parts.append(_specific(job, specific, size))
+    parts.append(_shares(person))
     if len(occlusion):
         drops = occlusion.sort_values("percent")[["percent", "map", "random", "random_face", "photos"]]
         parts.append(study_table(drops.rename(columns={"map": "LEAM", "random_face": "random in face"}),
@@ -170,6 +175,62 @@ def _pictures(job: Job, model: str, size: tuple[int, int], prior: bool) -> str:
                         "red where the person's maps weigh more, blue less"))
     return "<div class=pics>" + "".join(f"<figure>{p}<figcaption>{esc(c)}</figcaption></figure>"
                                         for p, c in figures) + "</div>"
+
+
+@dataclass(frozen=True)
+class SpecificView:
+    """What a person's page says of a model's specific map (``specific_view``)."""
+
+    validated: str  # "every": under every fill scored; "some": under some; "": not validated
+    sentence: str  # the model's verdict (``faithfulness_stats.specific_verdicts``), or why there is none
+    numbers: pd.DataFrame  # per test and fill: photos, mean difference, its 95 % CI, p (Holm), holds
+
+
+VALIDATION_COLUMNS = {"test": "test", "fill": "fill", "n": "photos", "mean_diff": "mean difference",
+                      "ci_low": "95 % CI low", "ci_high": "95 % CI high", "p_holm": "Holm p", "holds": "holds"}
+
+
+def specific_view(model: str, validation: pd.DataFrame, sentence: str | None) -> SpecificView:
+    """The ``SpecificView`` of ``model`` from the run's ``faithfulness_stats.specific_validation`` rows and the
+    model's sentence; validated where both tests hold under a fill (as ``specific_verdicts`` says)."""
+    rows = validation[validation["model"] == model] if len(validation) else validation
+    if rows.empty or sentence is None:
+        return SpecificView("", f"{model}: the run has no validation of the specific map for this model (no "
+                                "faithfulness rows of it): not validated", pd.DataFrame())
+    fills = list(dict.fromkeys(rows["fill"]))
+    passed = [f for f in fills if rows[rows["fill"] == f]["holds"].all()
+              and rows[rows["fill"] == f]["test"].nunique() == rows["test"].nunique()]
+    validated = "every" if len(passed) == len(fills) else "some" if passed else ""
+    numbers = rows[list(VALIDATION_COLUMNS)].rename(columns=VALIDATION_COLUMNS)
+    return SpecificView(validated, sentence, numbers.assign(holds=numbers["holds"].map({True: "yes", False: "no"})))
+
+
+def _specific(job: Job, view: SpecificView, size: tuple[int, int]) -> str:
+    """The consensus, the prior it is compared with and the specific map, over the person's mean face; the map
+    named "what sets this person apart" only where the faithfulness phase validated it."""
+    face = render.person_file(job, render.FACE)
+    if view.validated:
+        title = "what sets this person apart" + ("" if view.validated == "every"
+                                                  else " (validated under some fills only)")
+        caption = ("Specific map: where the model looks for this person more than for people in general (the "
+                   "consensus less the prior, clipped at 0, scaled to [0, 1])")
+    else:
+        title = "consensus − prior (not validated)"
+        caption = ("consensus − prior, clipped at 0 (not validated: not shown as what sets this person apart; "
+                   "deleting its top pixels did not pass the faithfulness phase's tests)")
+    figures = [
+        (thumb(face, render.person_file(job, render.CONSENSUS), "consensus map", size, 160),
+         "Consensus: the mean of the person's maps (scaled to [0, 1])"),
+        (thumb(face, render.person_file(job, render.PRIOR), "population prior", size, 160),
+         "Population prior: the mean map of every other person's photos (scaled to [0, 1])"),
+        (thumb(face, render.person_file(job, render.SPECIFIC), title, size, 160), caption),
+    ]
+    pics = "".join(f"<figure>{p}<figcaption>{esc(c)}</figcaption></figure>" for p, c in figures)
+    cls = "specific" if view.validated else "specific unvalidated"
+    table = (study_table(view.numbers, "The specific map's validation by deletion on photos left out of the "
+                         "person's consensus (paired Wilcoxon, Holm-corrected)") if len(view.numbers) else "")
+    return (f'<div class="{cls}"><h3>{esc(title[:1].upper() + title[1:])}</h3><div class=pics>{pics}</div>'
+            f"<p>{esc(view.sentence)}</p>{table}</div>")
 
 
 def _shares(person: Person) -> str:

@@ -70,13 +70,14 @@ def save(site: Path, manifest: dict) -> None:
 
 
 def plan(site: Path, old: dict, jobs: list[Job], digests: dict[str, str], layers: dict[str, list[str]],
-         populations: dict[str, str], priors: set[str]) -> Plan:
+         populations: dict[str, str], priors: set[str], specific: set[str] = frozenset()) -> Plan:
     """What to draw for ``jobs`` (``digests``: their units' marker digests by job key; ``populations``: each
-    model's ``population_key``; ``priors``: keys of the jobs that have a prior), given the ``old`` manifest."""
+    model's ``population_key``; ``priors``: keys of the jobs that have a prior; ``specific``: of the jobs whose
+    specific map the run's population unit holds), given the ``old`` manifest."""
     was = old.get("jobs", {})
     out = Plan(manifest={"version": VERSION, "jobs": {}, "population": dict(populations)})
     for job in jobs:
-        files = job_files(job, len(layers[job.model]), job.key in priors)
+        files = job_files(job, len(layers[job.model]), job.key in priors, job.key in specific)
         entry = {"digest": digests[job.key], "population": populations[job.model], "files": files}
         out.manifest["jobs"][job.key] = entry
         before = was.get(job.key, {})
@@ -85,7 +86,7 @@ def plan(site: Path, old: dict, jobs: list[Job], digests: dict[str, str], layers
             continue
         groups = {g for g in WHAT if not all(os.path.isfile(site / f) for f in files[g])}
         if before.get("population") != entry["population"]:
-            groups.add("difference")
+            groups |= {"difference", "specific"}  # the prior moved, and the specific map found against it
         if groups:
             out.draw[job.key] = groups
     out.population = [m for m, key in populations.items() if old.get("population", {}).get(m) != key]

@@ -28,7 +28,8 @@ MAP_CMAP = "jet"  # as the report
 DIFFERENCE_CMAP = "RdBu_r"  # red: the person's maps weigh the pixel more than the population's
 JPEG_QUALITY = 88
 CONSENSUS, FACE, DIFFERENCE = "consensus.png", "face.jpg", "difference.png"
-WHAT = ("photos", "consensus", "difference")  # the three groups of a job's pictures, each drawn when it changed
+PRIOR, SPECIFIC = "prior.png", "specific.png"  # the prior the specific map was found against, and that map
+WHAT = ("photos", "consensus", "difference", "specific")  # the groups of a job's pictures, each drawn when it changed
 
 
 def chip_file(job: Job, index: int) -> str:
@@ -42,7 +43,7 @@ def map_file(job: Job, index: int, layer: int | None) -> str:
 
 
 def person_file(job: Job, name: str) -> str:
-    """One of ``CONSENSUS``, ``FACE``, ``DIFFERENCE`` of ``job``."""
+    """One of ``CONSENSUS``, ``FACE``, ``DIFFERENCE``, ``PRIOR``, ``SPECIFIC`` of ``job``."""
     return f"img/{job.key}/{name}"
 
 
@@ -52,14 +53,16 @@ def population_files(model: str) -> tuple[str, str]:
     return f"img/population/{stem}.png", f"img/population/{stem}-face.jpg"
 
 
-def job_files(job: Job, layers: int, difference: bool = True) -> dict[str, list[str]]:
+def job_files(job: Job, layers: int, difference: bool = True, specific: bool = False) -> dict[str, list[str]]:
     """{group of ``WHAT``: the files it draws} for ``job`` with ``layers`` layers per photo (``difference``:
-    whether the job has a population prior to differ from)."""
+    whether the job has a population prior to differ from; ``specific``: whether the run's population unit
+    holds the person's specific map)."""
     photos = [chip_file(job, i) for i in (*job.references, *job.explained)]
     for i in job.explained:
         photos += [map_file(job, i, None), *(map_file(job, i, k) for k in range(layers))]
     return {"photos": photos, "consensus": [person_file(job, CONSENSUS), person_file(job, FACE)],
-            "difference": [person_file(job, DIFFERENCE)] if difference else []}
+            "difference": [person_file(job, DIFFERENCE)] if difference else [],
+            "specific": [person_file(job, PRIOR), person_file(job, SPECIFIC)] if difference and specific else []}
 
 
 def _palette(cmap: str, levels: int) -> list[int]:
@@ -117,10 +120,11 @@ def save(site: Path, relative: str, data: bytes) -> None:
 
 
 def draw_job(site: Path, arrays, job: Job, layers: list[str], own: maps.Sums, consensus: np.ndarray,
-             prior: np.ndarray | None, what: set[str]) -> int:
+             prior: np.ndarray | None, what: set[str], specific: np.ndarray | None = None) -> int:
     """Draw the groups ``what`` (of ``WHAT``) of ``job``'s pictures from its unit's ``arrays``; returns how many
-    files were written. A missing prior leaves the difference undrawn."""
-    files = job_files(job, len(layers), prior is not None)
+    files were written. A missing prior leaves the difference undrawn, a missing ``specific`` map (the
+    population unit's) the prior and specific pictures."""
+    files = job_files(job, len(layers), prior is not None, specific is not None)
     written = 0
     if "photos" in what:
         for i in (*job.references, *job.explained):
@@ -138,6 +142,10 @@ def draw_job(site: Path, arrays, job: Job, layers: list[str], own: maps.Sums, co
     if "difference" in what and files["difference"]:
         save(site, files["difference"][0], difference_png(maps.difference(consensus, prior)))
         written += 1
+    if "specific" in what and files["specific"]:
+        save(site, files["specific"][0], map_png(maps.normalised(prior)))
+        save(site, files["specific"][1], map_png(specific))
+        written += 2
     return written
 
 

@@ -20,12 +20,13 @@ from leam._io import folder_lock, write_file
 from leam._paths import MARKER, check_outputs, claim_outputs, marked_files
 from leam.errors import LeamError
 from leam.explore import maps, pages, people, plan, render, tasks
-from leam.explore.jobs import Job, file_stem
+from leam.explore.jobs import Job, file_stem, population_unit
 from leam.explore.jobs import jobs as jobs_of
 from leam.explore.tasks import Workers
 from leam.report.html import glance_section
 from leam.report.page import esc
 from leam.report.tables import glance_summaries
+from leam.study import faithfulness_stats
 from leam.study.run_tables import RunTables, scan_of
 from leam.study.scan import per_chunk
 from leam.study.store import RunStore
@@ -93,9 +94,11 @@ def _write_site(store: RunStore, manifest: dict, site: Path, workers: int, progr
         totals = population_sums(str(run_dir), jobs, pool, steps)
         layers = {m: people.model_layers(manifest, m) for m in models}
         priors = {j.key for j in jobs if totals[j.model].count > len(j.explained)}
+        people_of = population_people(store, models)  # model -> {identity: k} of its specific maps
+        specific = {j.key for j in jobs if j.key in priors and j.identity in people_of.get(j.model, {})}
         old = plan.load(site)
         todo = plan.plan(site, old, jobs, digests, layers, {m: plan.population_key(t) for m, t in totals.items()},
-                         priors)
+                         priors, specific)
         links = {n: pages.Link(n, f"people/{file_stem(n)}.html") for n in names}
         planned = [site / "index.html", site / plan.MANIFEST, *(site / link.href for link in links.values()),
                    *(site / f for f in todo.files()),
@@ -105,9 +108,12 @@ def _write_site(store: RunStore, manifest: dict, site: Path, workers: int, progr
         for m in todo.population:
             render.draw_population(site, m, totals[m])
         numbers, files = person_numbers(str(run_dir), site, jobs, layers, totals, todo.draw, pool, steps,
-                                        plan.Checkpoints(site, old, todo))
+                                        plan.Checkpoints(site, old, todo), people_of)
     with_prior = {(j.identity, j.model) for j in jobs if j.key in priors}
-    index = write_pages(site, manifest, tables, models, names, jobs, numbers, links, layers, with_prior, steps)
+    views = specific_views(tables, {j.model for j in jobs if j.key in specific})
+    with_specific = {(j.identity, j.model): views[j.model] for j in jobs if j.key in specific}
+    index = write_pages(site, manifest, tables, models, names, jobs, numbers, links, layers, with_prior, steps,
+                        with_specific)
     plan.save(site, todo.manifest)
     return ExploreResult(site, index, len(names), len(todo.draw), files, time.perf_counter() - start)
 
@@ -175,12 +181,15 @@ def population_sums(run_dir: str, jobs: list[Job], workers: Workers, step: Calla
 
 def person_numbers(run_dir: str, site: Path, jobs: list[Job], layers: dict[str, list[str]],
                    totals: dict[str, maps.Sums], draw: dict[str, set[str]], workers: Workers,
-                   step: Callable[[], None], checkpoints: plan.Checkpoints
+                   step: Callable[[], None], checkpoints: plan.Checkpoints,
+                   people_of: dict[str, dict[str, int]] | None = None
                    ) -> tuple[dict[tuple[str, str], maps.Person], int]:
     """({(identity, model): numbers}, picture files written) of the second pass; each drawn job is told to
-    ``checkpoints``."""
+    ``checkpoints``. ``people_of``: ``population_people``, whose specific maps are drawn."""
     light = {m: maps.Sums(t.count, t.maps) for m, t in totals.items()}  # the workers need no chips
-    todo = [(run_dir, site, j, layers[j.model], light[j.model], draw.get(j.key, set())) for j in jobs]
+    people_of = people_of or {}
+    todo = [(run_dir, site, j, layers[j.model], light[j.model], draw.get(j.key, set()),
+             people_of.get(j.model, {}).get(j.identity)) for j in jobs]
     found, files = {}, 0
     for k, (person, written) in workers.run(tasks.person, todo):
         found[k] = person
@@ -190,14 +199,43 @@ def person_numbers(run_dir: str, site: Path, jobs: list[Job], layers: dict[str, 
     return {(j.identity, j.model): found[k] for k, j in enumerate(jobs)}, files  # in the jobs' order
 
 
+def population_people(store: RunStore, models: list[str]) -> dict[str, dict[str, int]]:
+    """Per model whose population unit (``leam study --faithfulness``) is done: {identity: k} of the people
+    whose specific map it holds (``specific/<k>``); models without one are left out."""
+    out = {}
+    for m in models:
+        unit = population_unit(m)
+        found = store.unit_arrays(unit) if store.is_done(unit) else None
+        if found is None:
+            continue
+        with found:
+            if "people" in found.files:
+                out[m] = {str(p): k for k, p in enumerate(found["people"]) if f"specific/{k}" in found.files}
+    return out
+
+
+def specific_views(tables: RunTables, models: set[str]) -> dict[str, pages.SpecificView]:
+    """Per model of ``models``: its specific map's validation (``faithfulness_stats.specific_validation_of`` of
+    the run's faithfulness table, as the report summarises it) and verdict."""
+    if not models:
+        return {}
+    validation = faithfulness_stats.specific_validation_of(scan_of(tables, "faithfulness")
+                                                           if "faithfulness" in tables else None)
+    said = faithfulness_stats.specific_verdicts(validation)
+    return {m: pages.specific_view(m, validation, said.get(m)) for m in models}
+
+
 # ------------------------------------------------------------------------------------------------- pages
 
 
 def write_pages(site: Path, manifest: dict, tables: RunTables, models: list[str], names: list[str],
                 jobs: list[Job], numbers: dict[tuple[str, str], maps.Person], links: dict[str, pages.Link],
-                layers: dict[str, list[str]], priors: set[tuple[str, str]], step: Callable[[], None]) -> Path:
+                layers: dict[str, list[str]], priors: set[tuple[str, str]], step: Callable[[], None],
+                specific: dict[tuple[str, str], pages.SpecificView] | None = None) -> Path:
     """Write every person's page and then ``index.html`` (``priors``: the (identity, model) pairs with a
-    population prior); returns the index's path."""
+    population prior; ``specific``: those with a specific map drawn, and its validation); returns the index's
+    path."""
+    specific = specific or {}
     images = tables["images"]
     failures = tables.get("failures", pd.DataFrame())
     variability, var_p = people.variability(_top_shares(tables, manifest))
@@ -225,7 +263,7 @@ def write_pages(site: Path, manifest: dict, tables: RunTables, models: list[str]
         sections = [pages.model_section(i, m, by_job.get((name, m)), numbers.get((name, m)),
                                         photos.get((name, m), images.iloc[0:0]),
                                         drops.get((name, m), occlusion.iloc[0:0]), layers[m], sizes[m],
-                                        (name, m) in priors)
+                                        (name, m) in priors, specific.get((name, m)))
                     for i, m in enumerate(models)]
         mine = fails.get((name,), empty)
         page = pages.person_page(name, _facts(facts.loc[name], attributes), links[order[k - 1]] if k else None,

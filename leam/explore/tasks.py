@@ -13,7 +13,7 @@ from pathlib import Path
 
 from leam.errors import LeamError
 from leam.explore import maps, render
-from leam.explore.jobs import Job
+from leam.explore.jobs import Job, population_unit
 from leam.study.store import RunStore
 
 
@@ -61,11 +61,19 @@ def unit_sums(run_dir: str, job: Job) -> maps.Sums:
 
 
 def person(run_dir: str, site: Path, job: Job, layers: list[str], total: maps.Sums,
-           what: set[str]) -> tuple[maps.Person, int]:
+           what: set[str], specific: int | None = None) -> tuple[maps.Person, int]:
     """The second pass: the person's numbers under the job's model, and its pictures ``what`` (groups of
-    ``render.WHAT``) drawn; returns (numbers, files written)."""
+    ``render.WHAT``) drawn; returns (numbers, files written). ``specific``: the person's place among the
+    ``people`` of the model's population unit, whose specific map is drawn (None: none)."""
     with arrays(run_dir, job) as found:
         own, consensus, prior = maps.consensus_and_prior(found, job.explained, total)
         numbers = maps.person(found, job.explained, consensus, prior)
-        files = render.draw_job(site, found, job, layers, own, consensus, prior, what) if what else 0
+        mine = specific_map(run_dir, job.model, specific) if "specific" in what and specific is not None else None
+        files = render.draw_job(site, found, job, layers, own, consensus, prior, what, mine) if what else 0
     return numbers, files
+
+
+def specific_map(run_dir: str, model: str, k: int):
+    """The ``k``-th person's specific map (float16, (H, W)) in the population unit of ``model``."""
+    with RunStore(run_dir).unit_arrays(population_unit(model)) as found:
+        return found[f"specific/{k}"]

@@ -18,8 +18,9 @@ identities per model, every *ranking* of the chip's pixels is scored by deletion
   maps), or "";
 - ``objective``: ``loss`` or ``similarity`` for gradient maps (whose gradient LEAM weights), else "".
 
-Two units: ``population`` (per model: the sum of all explained photos' default maps, and the pool of photos
-another person's map is drawn from) and ``faithfulness`` (per model and sampled identity).
+Two units: ``population`` (per model: the sum of all explained photos' default maps, the pool of photos
+another person's map is drawn from, and each person's consensus and specific map: ``population_unit``) and
+``faithfulness`` (per model and sampled identity).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from leam.maps.occlusion_map import occlusion_sensitivity
 from leam.metrics.faithfulness import centre_prior, curves, pixel_order, random_order
 from leam.metrics.occlusion import Embed
 from leam.metrics.similarity import bhattacharyya
-from leam.metrics.specific import consensus_map, prior_map, specific_map
+from leam.metrics.specific import consensus_map, normalised, prior_map, specific_map
 from leam.models import FaceModel
 from leam.parse import UNLABELLED
 from leam.study.config import StudyConfig
@@ -76,21 +77,43 @@ def default_ranking(config: StudyConfig) -> tuple[str, str, str]:
 
 def population_unit(images: pd.DataFrame, load_map: Callable[[str, int], np.ndarray]) -> dict[str, np.ndarray]:
     """The sum and count of the default maps (``aggregate``) of all explained photos of a model, with the pool
-    of photos (their unit, identity and index) another person's map is drawn from.
+    of photos (their unit, identity and index) another person's map is drawn from; and what sets each person
+    apart (``leam.metrics.specific``), as float16 maps of the aligned frame:
+
+    - ``prior``: the population prior, the normalised mean of every explained photo's map;
+    - ``people``: the identities with at least one explained photo, in the rows' order, with ``people_photos``
+      (how many), and for the ``k``-th of them ``consensus/<k>`` (the normalised mean of their maps) and,
+      when anyone else has maps, ``specific/<k>`` (their consensus less the prior of everyone *else*).
+
+    Memory: the identities' sums are kept in float32 until the total is known, one (H, W) per identity.
 
     ``images``: the model's image rows with a ``unit`` column; ``load_map(unit, index)``: a stored map."""
     explained = images[images["role"] == "explained"].reset_index(drop=True)
     total = None
+    own: dict[str, tuple[np.ndarray, int]] = {}  # identity -> (sum of its maps, photos)
     for r in explained.itertuples():
         m = load_map(r.unit, r.array_index).astype(np.float64)
         total = m if total is None else total + m
-    return {
+        was, n = own.get(r.identity, (0.0, 0))
+        own[r.identity] = ((was + m).astype(np.float32), n + 1)
+    count = len(explained)
+    out = {
         "sum": np.zeros((0, 0)) if total is None else total,
-        "count": np.array(len(explained)),
+        "count": np.array(count),
         "units": explained["unit"].to_numpy(dtype=str),
         "identities": explained["identity"].to_numpy(dtype=str),
         "indices": explained["array_index"].to_numpy(dtype=np.int64),
+        "people": np.array(list(own), dtype=str),
+        "people_photos": np.array([n for _, n in own.values()], dtype=np.int64),
     }
+    if total is not None:
+        out["prior"] = normalised(total / count).astype(np.float16)
+    for k, (mine, n) in enumerate(own.values()):
+        consensus = normalised(mine / n)
+        out[f"consensus/{k}"] = consensus.astype(np.float16)
+        if count > n:
+            out[f"specific/{k}"] = specific_map(consensus, prior_map(total, count, mine, n)).astype(np.float16)
+    return out
 
 
 def _split(key: str) -> tuple[str, str, str]:

@@ -189,6 +189,19 @@ def specific_validation(photos: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SPECIFIC_METHODS = tuple(dict.fromkeys(m for _, a, b, _, _ in SPECIFIC_TESTS for m in (a, b)))
+
+
+def specific_validation_of(faithfulness: pd.DataFrame | Scan | None) -> pd.DataFrame:
+    """``specific_validation`` of a run's ``faithfulness`` table (a frame or a scan), reading only the deletion
+    rows of the rankings it compares: the same table as the report's ``faithfulness_specific``."""
+    if faithfulness is None or (scan := as_scan(faithfulness)).empty:
+        return specific_validation(pd.DataFrame(columns=[*PHOTO, "method", "fill"]))
+    photos = per_chunk(scan, PHOTO, lambda chunk: per_photo(chunk[chunk["method"].isin(SPECIFIC_METHODS)]),
+                       where={"direction": "deletion"}, sort=True)
+    return specific_validation(photos)
+
+
 def specific_verdicts(validation: pd.DataFrame) -> dict[str, str]:
     """One plain sentence per model: under which fills the specific map passes both tests (Holm-corrected)."""
     out = {}

@@ -6,6 +6,8 @@ whose inputs changed since they were done (and never mixes rows of old and new d
   in 2 ms, with the files cached);
 - a transfer unit: the done markers (``RunStore.marker_digest``) of its identity's units under every model;
 - a pairs unit: the done markers of its model's identity units, every identity;
+- a population unit: the same, and what it stores (``POPULATION_ARRAYS``: a unit of an older leam, without the
+  people's specific maps, is redone);
 - the data unit: the entries of the data folder left out, with the reason.
 
 A unit redone gets a new marker, so the transfer and pairs units that read it are redone too. Units done
@@ -28,6 +30,8 @@ from leam.study.checksums import sha256_file
 from leam.study.config import PHASE_SETTINGS, StudyConfig
 from leam.study.store import LEGACY, RunStore, unit_dir_name
 from leam.study.units import Unit
+
+POPULATION_ARRAYS = ("sum", "pool", "prior", "consensus", "specific")  # what a population unit stores
 
 
 def unit_name(unit: Unit) -> str:
@@ -73,6 +77,8 @@ def unit_inputs(store: RunStore, config: StudyConfig, unit: Unit, identities: It
     """What a unit other than an identity unit reads: the done markers of its upstream units, and for a
     faithfulness unit also the phase's settings (changing them redoes that phase only)."""
     inputs = upstream_inputs(store, reads(config, unit, identities), redo)
+    if unit.kind == "population":  # a unit done before it stored these is redone (and the curves that read it)
+        inputs["arrays"] = list(POPULATION_ARRAYS)
     if unit.kind == "faithfulness":
         inputs["settings"] = plain({k: getattr(config, k) for k in PHASE_SETTINGS})
     return inputs

@@ -9,8 +9,8 @@ import pytest
 
 from leam.cli.main import build_parser
 
-DEFAULTS = {"explain": "only", "regions": "only", "parse": "only", "embed": "only", "study": "only", "demo": "largest",
-            "verify": "largest", "protect": "only", "protect-eval": "largest"}
+DEFAULTS = {"explain": "only", "person": "only", "regions": "only", "parse": "only", "embed": "only", "study": "only",
+            "demo": "largest", "verify": "largest", "protect": "only", "protect-eval": "largest"}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:

@@ -80,3 +80,24 @@ def quick_config(data: Path) -> StudyConfig:
     """A small, fast study of dlib-resnet over ``data``."""
     return StudyConfig(data=str(data), models=("dlib-resnet",), face="largest", pairs=6,
                        occlusion_seeds=2, occlusion_percents=(1, 5), thresholds=(1, 10, 100))
+
+
+@pytest.fixture(scope="session")
+def faithful_run(tmp_path_factory) -> Path:
+    """A finished study of dlib-resnet with the faithfulness phase (black fill, two identities scored) over the
+    first three people of lfw-demo, four photos each: the population unit holds their specific maps."""
+    from dataclasses import replace
+
+    import torch
+
+    from leam.study.run import run_study
+
+    data = linked_people(tmp_path_factory.mktemp("data"), 3, photos=4)
+    out = tmp_path_factory.mktemp("faithful") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_study(replace(quick_config(data), faithfulness=True, fills=("black",), faithfulness_identities=2), out)
+    finally:
+        torch.set_num_threads(threads)
+    return out
