@@ -142,6 +142,7 @@ def test_models_reports_installed_weights() -> None:
     assert r.returncode == 0 and "dlib-resnet" in r.stdout and "weights found" in r.stdout
 
 
+@pytest.mark.slow
 @needs_data
 def test_demo_writes_an_index_and_resumes(tmp_path: Path) -> None:
     data = tmp_path / "data"

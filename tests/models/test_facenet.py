@@ -294,6 +294,7 @@ def pair_distances(embeddings: np.ndarray, pairs: list[tuple[int, int]]) -> np.n
     return np.linalg.norm(embeddings[a] - embeddings[b], axis=1)
 
 
+@pytest.mark.slow
 def test_lfw_pairs_facenet_and_dlib(model, dlib_resnet_model, lfw_pairs, record_property):
     assert len(lfw_pairs.same) >= 190, "too few LFW identities with two detectable faces"
     report = {}

@@ -87,6 +87,7 @@ def test_dense_epsilon_spreads_the_l2_norm():
     assert dense_epsilon(5.0, 0) == 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_pgd_changes_only_masked_pixels_within_epsilon(face_setup, facenet_model, precision):
     photo, refs, values, region = face_setup

@@ -133,6 +133,7 @@ def done_units(out: Path) -> list[str]:
     return [p.parent.name for p in (out / "parts").glob("*/done.json") if not p.parent.name.startswith("data")]
 
 
+@pytest.mark.slow
 @needs_photos
 def test_study_completes_when_a_worker_node_dies(two_nodes, three_people: Path, tmp_path: Path) -> None:
     """``leam study --engine ray --address`` (the same settings as ``quick_config``), the worker node killed once

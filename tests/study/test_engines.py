@@ -70,6 +70,7 @@ def part_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in (root / "parts").rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 @needs_photos
 def test_ray_engine_finishes_a_run_the_local_engine_began(ray_cluster, data, local_run, tmp_path) -> None:
     """The local engine stops after one unit; Ray, 2 tasks at once, does the other three (two identities,

@@ -44,6 +44,7 @@ def runs(three_people: Path, tmp_path_factory) -> dict[str, tuple[Path, dict[str
     return out
 
 
+@pytest.mark.slow
 def test_onnxruntime_study_agrees_with_torch(runs) -> None:
     (_, torch_tables, _), (_, ort_tables, said) = runs["torch"], runs["onnxruntime"]
     assert not said  # no fallback

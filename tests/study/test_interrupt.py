@@ -102,6 +102,7 @@ def test_reference_run(reference) -> None:
     assert reference.seconds < 120
 
 
+@pytest.mark.slow
 def test_sigkilled_20_times_then_resumed(data, reference, tmp_path, record_property) -> None:
     """Each start is killed after a random delay (seeded), uniform up to the time the rest of the run
     would take (the uninterrupted run's start-up and its share of the units left), and, once the run
@@ -230,6 +231,7 @@ def test_workers_end_with_a_killed_study(data, reference, tmp_path) -> None:
 @pytest.mark.parametrize(("signal_name", "times", "group"),
                          [("SIGINT", 1, False), ("SIGINT", 3, True), ("SIGTERM", 1, False)],
                          ids=["kill-int", "ctrl-c-3-times", "kill-term"])
+@pytest.mark.slow
 def test_a_study_with_workers_stops_at_once_on_ctrl_c(data, slow_reference, tmp_path, signal_name, times,
                                                       group) -> None:
     """``--workers 2`` (``SLOW`` units, ~1 s each: a queue that would take seconds to finish) signalled

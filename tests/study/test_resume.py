@@ -80,6 +80,7 @@ def test_units_record_their_time(data, tmp_path) -> None:
     assert (identity["seconds"] > 0.2).all()  # three photos explained, parsed and occluded: not instant
 
 
+@pytest.mark.slow
 def test_sigkilled_at_random_points_then_resumed(data, reference_tables, tmp_path) -> None:
     """SIGKILL the command at several points of its work (just after a unit is written, plus a random
     delay, so kills land inside units and between them); each time start it again."""
@@ -177,6 +178,7 @@ def markers(out: Path) -> dict[str, str | None]:
     return {d.name: store.marker_digest(d.name) for d in (out / "parts").iterdir()}
 
 
+@pytest.mark.slow
 def test_changed_data_redoes_what_changed_and_nothing_else(tmp_path) -> None:
     """Two models (so transfer units too), a manifest with a gender column, seven people of lfw-demo with
     three photos each. Between two runs: one person gets a photo, one loses one, one photo's bytes are
