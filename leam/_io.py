@@ -106,19 +106,8 @@ def write_file(path: str | Path, data: bytes, error: Callable[[Path, OSError], L
     """Write ``data`` to ``path`` through a temporary file beside it and a rename (never half-written); an
     ``OSError`` becomes ``error(path, exc)`` (by default a ``LeamError`` saying what is true), with nothing
     left behind."""
-    path = Path(path)
-    tmp = None
-    try:
-        tmp = write_temporary(path, data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp:
-            tmp.unlink(missing_ok=True)
-        raise error(path, exc) from None
-    except BaseException:
-        if tmp:
-            tmp.unlink(missing_ok=True)
-        raise
+    with writing(path, error) as f:
+        f.write(data)
 
 
 @contextmanager

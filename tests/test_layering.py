@@ -36,6 +36,7 @@ TORCH_FREE = (
     "leam.study.store",
     "leam.report",
     "leam.report.html",
+    "leam.report.examples",
     "leam.report.tables",
     "leam.report.plots",
     "leam.report.page",

@@ -21,15 +21,15 @@ from leam._paths import check_outputs, claim_outputs
 from leam.errors import LeamError
 from leam.report import page as pages
 from leam.report import plots
+from leam.report.examples import examples_body
 from leam.report.faithfulness import faithfulness_body
 from leam.report.page import esc, img, note
 from leam.report.scorecard import model_sizes, scorecard, scorecard_body
 from leam.report.tables import format_value, summarise_study, table_files, write_tables
 from leam.study import stats
 from leam.study.run_tables import RunTables
-from leam.study.store import RunStore, unit_dir_name
+from leam.study.store import RunStore
 
-EXAMPLES = 6  # identities shown with their maps
 IDENTITY_ROWS = 60  # the identities table is shown in the page up to this many identities
 SECTIONS = {
     "scorecard": "Scorecard: claims of the reference study",
@@ -81,7 +81,7 @@ def _write_report(store: RunStore, run_dir: str | Path, manifest: dict, out: Pat
             _regions(summaries),
             section("faithfulness", faithfulness_body(summaries)),
             _groups(small, summaries),
-            _examples(store, small, manifest),
+            section("examples", examples_body(store, small, manifest)),
             _failures(summaries),
             _table_links(files, out.parent),
         ]
@@ -356,48 +356,6 @@ def _groups(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame])
             body.append(html_table(tr[["source_model", "target_model", "percent", *cols]],
                                    f"Transfer drop by {name}"))
     return section("groups", "\n".join(body))
-
-
-def _examples(store: RunStore, tables: dict[str, pd.DataFrame], manifest: dict) -> str:
-    models = list(manifest.get("config", {}).get("models", []))
-    images = tables["images"]
-    explained = images[images["role"] == "explained"]
-    counts = explained.groupby("identity", sort=False)["model"].nunique()
-    chosen = list(counts[counts == counts.max()].index[:EXAMPLES]) if len(counts) else []
-    examples = []
-    for identity in chosen:
-        rows = explained[explained["identity"] == identity]
-        image = rows["image"].iloc[0]
-        ex: dict = {"identity": identity, "image": image}
-        for model in models:
-            row = rows[(rows["model"] == model) & (rows["image"] == image)]
-            if len(row) and (maps := _example_maps(store, model, identity, int(row["array_index"].iloc[0]))):
-                ex[model] = maps
-        if any(model in ex for model in models):
-            examples.append(ex)
-    if not examples:
-        return section("examples", note("No maps to show: no explained photos, or the run's parts/ folder "
-                                        "(where the maps are kept) is missing."))
-    listing = "".join(f"<li>{esc(e['identity'])}: <code>{esc(e['image'])}</code></li>" for e in examples)
-    body = [note("Per row, one photo of an identity; per model its aligned face, the aggregate LEAM map over it "
-                 "(colour scale jet: blue low, red high) and the face parser's regions over it."),
-            figure(plots.examples_figure(examples, models), "example identities"), f"<ol>{listing}</ol>"]
-    return section("examples", "\n".join(body))
-
-
-def _example_maps(store: RunStore, model: str, identity: str, index: int) -> dict | None:
-    from leam.face.labels import CLASSES, UNLABELLED, UNLABELLED_NAME, LabelMap
-
-    arrays = store.unit_arrays(unit_dir_name("identity", model, identity))
-    if arrays is None:
-        return None
-    with arrays:
-        chip = arrays[f"{index}/chip"]
-        values = arrays[f"{index}/aggregate"].astype(np.float64)
-        labels = arrays[f"{index}/labels"]
-    present = [CLASSES[v] if v != UNLABELLED else UNLABELLED_NAME for v in np.unique(labels)]
-    label_map = LabelMap(labels, tuple(c for c in present if c != UNLABELLED_NAME), "stored")
-    return {"chip": chip, "aggregate": values, "labels_rgb": label_map.to_rgb(), "classes": present}
 
 
 def _failures(summaries: dict[str, pd.DataFrame]) -> str:
